@@ -1,0 +1,31 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := /usr/sbin:$(PATH)
+
+.PHONY: deps demo test lint unit bench clean
+
+$(VENV)/.installed: pyproject.toml deploy/dev/bootstrap.sh
+	VENV=$(VENV) bash deploy/dev/bootstrap.sh
+
+deps: $(VENV)/.installed
+
+demo: deps
+	$(VENV)/bin/foyer demo
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check core meters bins alerts billing device_sim tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+unit: deps
+	$(PY) -m pytest tests/unit
+
+bench: deps
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

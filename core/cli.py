@@ -1,0 +1,155 @@
+"""`foyer` command line: serve, registry administration, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core import settings as settings_mod
+from core.registry import Registry, RegistryError
+from core.settings import Settings
+
+log = logging.getLogger("foyer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = settings_mod.load(args.config)
+    except (OSError, settings_mod.SettingsError) as err:
+        print(f"foyer: configuration: {err}", file=sys.stderr)
+        return 2
+    try:
+        code: int = args.func(args, settings)
+    except RegistryError as err:
+        print(f"foyer: {err}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="foyer", description=__doc__)
+    p.add_argument("--config", type=Path, help="TOML file with a [foyer] table")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run ingestion, HTTP API and scheduler").set_defaults(func=_serve)
+    sub.add_parser("demo", help="a simulated commune on the embedded store").set_defaults(
+        func=_demo
+    )
+    db = sub.add_parser("db", help="registry schema").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=_db_upgrade)
+    _households(sub)
+    _devices(sub)
+    return p
+
+
+def _households(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    h = sub.add_parser("households", help="households").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = h.add_parser("add", help="add a household and its dwelling")
+    add.add_argument("household_id")
+    add.add_argument("--address")
+    add.set_defaults(func=_household_add)
+
+
+def _devices(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("devices", help="devices").add_subparsers(required=True, metavar="ACTION")
+    add = d.add_parser("add", help="register a device")
+    add.add_argument("device_id")
+    add.add_argument("--kind", required=True, choices=["meter", "bin", "container", "truck"])
+    add.add_argument("--household")
+    add.set_defaults(func=_device_add)
+    imp = d.add_parser("import", help="register devices from CSV (device_id,kind,household)")
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(func=_device_import)
+    d.add_parser("list", help="list devices").set_defaults(func=_device_list)
+    retire = d.add_parser("retire", help="retire a device (its data is refused from now on)")
+    retire.add_argument("device_id")
+    retire.set_defaults(func=_device_retire)
+
+
+def _registry(settings: Settings) -> Registry:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = Registry(settings.registry)
+    registry.upgrade()
+    return registry
+
+
+def _db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
+    _registry(settings).close()
+    return 0
+
+
+def _household_add(args: argparse.Namespace, settings: Settings) -> int:
+    registry = _registry(settings)
+    registry.add_household(args.household_id, address=args.address)
+    registry.close()
+    return 0
+
+
+def _device_add(args: argparse.Namespace, settings: Settings) -> int:
+    registry = _registry(settings)
+    registry.add_device(args.device_id, args.kind, household_id=args.household)
+    registry.close()
+    print(f"registered {args.kind} {args.device_id} (pending until its first valid message)")
+    return 0
+
+
+def _device_import(args: argparse.Namespace, settings: Settings) -> int:
+    with args.file.open(newline="") as fh:
+        rows = [(r["device_id"], r["kind"], r.get("household") or None) for r in csv.DictReader(fh)]
+    registry = _registry(settings)
+    count = registry.import_devices(rows)
+    registry.close()
+    print(f"imported {count} devices")
+    return 0
+
+
+def _device_list(_args: argparse.Namespace, settings: Settings) -> int:
+    registry = _registry(settings)
+    for row in registry.list_devices():
+        household = row["household_id"] or ""
+        print(f"{row['device_id']:<24} {row['kind']:<10} {row['status']:<8} {household}")
+    registry.close()
+    return 0
+
+
+def _device_retire(args: argparse.Namespace, settings: Settings) -> int:
+    registry = _registry(settings)
+    registry.retire_device(args.device_id)
+    registry.close()
+    return 0
+
+
+def _serve(_args: argparse.Namespace, settings: Settings) -> int:
+    from core.service import running
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running(settings):
+            await stop.wait()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _demo(_args: argparse.Namespace, settings: Settings) -> int:
+    from core.demo import run_demo
+
+    return run_demo(settings)

@@ -1,0 +1,131 @@
+"""The HTTP API and pages (aiohttp): health, metrics, read endpoints, the live summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core.ingest.directory import DeviceDirectory
+from core.ingest.interpret import DEVICE_ID
+from core.ingest.writer import BatchWriter
+from core.metrics import Metrics
+from core.records import BIN_EVENT, METER_INDEX, Record
+from core.store.port import TelemetryStore
+
+DEFAULT_WINDOW_S = 7 * 86400
+MAX_POINTS = 50_000  # a year of 15-min readings is 35,040 points
+
+
+@dataclass(frozen=True)
+class HttpDeps:
+    store: TelemetryStore
+    metrics: Metrics
+    directory: DeviceDirectory
+    writer: BatchWriter
+    started_at: float
+
+
+DEPS = web.AppKey("deps", HttpDeps)
+
+
+def build_app(deps: HttpDeps) -> web.Application:
+    app = web.Application()
+    app[DEPS] = deps
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/summary", summary)
+    app.router.add_get("/api/meters/{device_id}/index", meter_index)
+    app.router.add_get("/api/bins/{device_id}/events", bin_events)
+    return app
+
+
+async def index(_request: web.Request) -> web.Response:
+    page = resources.files("core.http").joinpath("static/index.html").read_text()
+    return web.Response(text=page, content_type="text/html")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - deps.started_at)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DEPS].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def summary(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    return web.json_response(
+        {
+            "devices": len(deps.directory),
+            "queue_depth": deps.writer.depth,
+            "uptime_s": round(time.time() - deps.started_at),
+            "counters": _counters(deps.metrics),
+        }
+    )
+
+
+def _counters(m: Metrics) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for family in m.registry.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                label = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{label}}}" if label else sample.name] = sample.value
+            elif family.type == "gauge":
+                out[sample.name] = sample.value
+    return out
+
+
+async def meter_index(request: web.Request) -> web.Response:
+    return await _series(request, METER_INDEX)
+
+
+async def bin_events(request: web.Request) -> web.Response:
+    return await _series(request, BIN_EVENT)
+
+
+async def _series(request: web.Request, measurement: str) -> web.Response:
+    device_id = request.match_info["device_id"]
+    if not DEVICE_ID.fullmatch(device_id):
+        raise web.HTTPBadRequest(text="bad device_id")
+    start, end = _window(request)
+    records = await request.app[DEPS].store.query(measurement, device_id, start, end)
+    return web.json_response(
+        {"device_id": device_id, "points": [_point(r) for r in records[:MAX_POINTS]]}
+    )
+
+
+def _window(request: web.Request) -> tuple[int, int]:
+    now = time.time()
+    try:
+        end = _parse_time(request.query.get("to"), now)
+        start = _parse_time(request.query.get("from"), end - DEFAULT_WINDOW_S)
+    except ValueError as err:
+        raise web.HTTPBadRequest(text=f"from/to: epoch seconds or ISO 8601 ({err})") from err
+    return int(start * 1e9), int(end * 1e9)
+
+
+def _parse_time(value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("ISO time needs a UTC offset") from None
+        return parsed.timestamp()
+
+
+def _point(record: Record) -> dict[str, Any]:
+    return {"time_ns": record.time_ns, **dict(record.tags), **dict(record.fields)}

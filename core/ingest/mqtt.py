@@ -1,0 +1,206 @@
+"""MQTT ingestion with paho-mqtt: the paho thread only hands messages to the loop.
+
+MQTT 5, QoS 1, persistent session (clean_start=False + session expiry) and a shared
+subscription so several workers split the load. Acks are manual and sent only once
+the message's records are durably stored, in the order the messages arrived
+(MQTT 5 §4.6); a message we could not store is left unacked and the session is
+reconnected so the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core.errors import Refused, StoreUnavailable
+from core.ingest.coap import LEAF
+from core.ingest.model import RawMessage
+from core.ingest.pipeline import Pipeline
+from core.metrics import Metrics
+from core.senml import Format
+
+log = logging.getLogger(__name__)
+
+TOPICS = tuple(f"{family}/+/{leaf}" for family, leaf in LEAF.items())
+# The broker may have this many unacked messages in flight to us: it bounds our queue
+# and must cover a batch's worth of messages for the flush to fill (writer.py).
+RECEIVE_MAXIMUM = 10000
+SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our queue through a week-long outage
+KEEPALIVE_S = 30
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    url: str  # mqtt://[user:password@]host:port
+    client_id: str
+    group: str = "foyer"
+
+
+@dataclass(slots=True)
+class _Inflight:
+    mid: int
+    generation: int
+    state: str = "pending"  # pending | ack | skip
+
+
+class MqttIngest:
+    def __init__(self, settings: MqttSettings, pipeline: Pipeline, metrics: Metrics) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._client: mqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: deque[mqtt.MQTTMessage] = deque()
+        self._inbox_lock = threading.Lock()
+        self._drain_scheduled = False
+        self._inflight: deque[_Inflight] = deque()
+        self._generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        url = urlsplit(self._settings.url)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._settings.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if url.username:
+            client.username_pw_set(url.username, url.password)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        client.connect_async(
+            url.hostname or "localhost", url.port or 1883, KEEPALIVE_S,
+            clean_start=False, properties=props,
+        )  # fmt: skip
+        client.loop_start()
+        self._client = client
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.disconnect)
+            await asyncio.to_thread(self._client.loop_stop)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- paho thread: hand over, nothing else ------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any
+    ) -> None:
+        if rc.is_failure:
+            log.warning("MQTT broker refused the connection: %s", rc)
+            return
+        subs = [(f"$share/{self._settings.group}/{t}", SubscribeOptions(qos=1)) for t in TOPICS]
+        client.subscribe(subs)
+        self._call(self._connected, bool(flags.session_present))
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._call(self._disconnected, str(rc))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with self._inbox_lock:
+            self._inbox.append(message)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._call(self._drain)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    # --- event loop ------------------------------------------------------------------------
+    def _connected(self, session_present: bool) -> None:
+        self._generation += 1
+        log.warning("MQTT connected (session present: %s)", session_present)
+        self.connected.set()
+
+    def _disconnected(self, reason: str) -> None:
+        # Unacked messages of the old connection will be redelivered; forget them.
+        self._generation += 1
+        self._inflight.clear()
+        self.connected.clear()
+        log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason)
+
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            batch = list(self._inbox)
+            self._inbox.clear()
+            self._drain_scheduled = False
+        for message in batch:
+            entry = _Inflight(message.mid, self._generation)
+            if message.qos > 0:
+                self._inflight.append(entry)
+            task = asyncio.ensure_future(self._handle(message, entry))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: mqtt.MQTTMessage, entry: _Inflight) -> None:
+        try:
+            raw = _raw(message, time.time())
+        except Refused as err:
+            self._metrics.received.labels("mqtt").inc()
+            self._metrics.refused.labels("mqtt", err.reason).inc()
+            log.info("refused MQTT message: %s", err.diagnostic)
+            raw = None
+        try:
+            if raw is not None:
+                await self._pipeline.handle(raw)
+            entry.state = "ack"
+        except Refused:
+            entry.state = "ack"  # refused and counted; redelivery would not change that
+        except StoreUnavailable:
+            # Left unacked: the broker redelivers it on our next connection.
+            self._metrics.unavailable.labels("mqtt").inc()
+            entry.state = "skip"
+        except Exception:
+            log.exception("unexpected error on MQTT message %s", message.topic)
+            entry.state = "skip"
+        self._ack_in_order()
+
+    def _ack_in_order(self) -> None:
+        client = self._client
+        while self._inflight and self._inflight[0].state != "pending":
+            entry = self._inflight.popleft()
+            if entry.state == "ack" and entry.generation == self._generation and client:
+                client.ack(entry.mid, 1)
+
+
+def _raw(message: mqtt.MQTTMessage, received_at: float) -> RawMessage:
+    family, device_id, _leaf = _split(message.topic)
+    content_type = getattr(message.properties, "ContentType", None)
+    fmt = None
+    if content_type is not None:
+        try:
+            fmt = Format(content_type)
+        except ValueError as err:
+            raise Refused("unsupported_format", f"content type {content_type!r}") from err
+    return RawMessage("mqtt", family, device_id, bytes(message.payload), fmt, received_at)
+
+
+def _split(topic: str) -> tuple[str, str, str]:
+    parts = topic.split("/")
+    if len(parts) != 3 or LEAF.get(parts[0]) != parts[2]:
+        raise Refused("bad_path", f"unexpected topic {topic[:80]!r}")
+    return parts[0], parts[1], parts[2]

@@ -1,0 +1,76 @@
+"""One pipeline for every transport: interpret, store, count, then let the transport ack."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core.errors import Refused
+from core.ingest.directory import DeviceDirectory
+from core.ingest.interpret import interpret
+from core.ingest.model import Accepted, RawMessage, RecordRule
+from core.ingest.writer import BatchWriter
+from core.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HORIZON_S = 35 * 86400.0  # a meter may buffer a month offline; older is refused
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    stored: int
+    ignored: int
+    dropped: int
+
+
+class Pipeline:
+    def __init__(
+        self,
+        directory: DeviceDirectory,
+        rules: Mapping[str, RecordRule],
+        writer: BatchWriter,
+        metrics: Metrics,
+        horizon_s: float = DEFAULT_HORIZON_S,
+    ) -> None:
+        self._directory = directory
+        self._rules = rules
+        self._writer = writer
+        self._metrics = metrics
+        self._horizon_s = horizon_s
+
+    async def handle(self, msg: RawMessage) -> Outcome:
+        """Store a message's records; raise Refused (counted) or StoreUnavailable."""
+        self._metrics.received.labels(msg.transport).inc()
+        accepted = await self._interpret(msg)
+        self._metrics.queue_depth.set(self._writer.depth)
+        await self._writer.submit(accepted.records)
+        self._account(msg, accepted)
+        return Outcome(len(accepted.records), accepted.ignored, sum(accepted.dropped.values()))
+
+    async def _interpret(self, msg: RawMessage) -> Accepted:
+        try:
+            try:
+                return interpret(msg, self._directory.lookup, self._rules, self._horizon_s)
+            except Refused as err:
+                # A device commissioned a moment ago: look again once before refusing.
+                if err.reason != "unknown_device" or not await self._directory.refresh_if_stale():
+                    raise
+                return interpret(msg, self._directory.lookup, self._rules, self._horizon_s)
+        except Refused as err:
+            self._metrics.refused.labels(msg.transport, err.reason).inc()
+            log.info("refused %s message from %s: %s", msg.transport, msg.device_id, err.diagnostic)
+            raise
+
+    def _account(self, msg: RawMessage, accepted: Accepted) -> None:
+        for record in accepted.records:
+            self._metrics.stored.labels(record.measurement).inc()
+        self._metrics.ignored.inc(accepted.ignored)
+        for reason, count in accepted.dropped.items():
+            self._metrics.dropped.labels(reason).inc(count)
+        self._metrics.ack_latency.labels(msg.transport).observe(
+            max(time.time() - msg.received_at, 0.0)
+        )
+        self._directory.seen(msg.device_id)

@@ -1,0 +1,33 @@
+"""Prometheus metrics of one Foyer process (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "foyer_messages_received", "Messages received", ["transport"], registry=r
+        )
+        self.refused = Counter(
+            "foyer_messages_refused", "Messages refused, by reason", ["transport", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.stored = Counter("foyer_records_stored", "Records stored", ["measurement"], registry=r)
+        self.ignored = Counter("foyer_records_ignored", "Unknown record names", registry=r)
+        self.dropped = Counter(
+            "foyer_records_dropped", "Records dropped from accepted packs", ["reason"], registry=r
+        )
+        self.unavailable = Counter(
+            "foyer_messages_unavailable", "Messages answered 'retry later'", ["transport"],
+            registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge("foyer_write_queue_depth", "Messages awaiting storage", registry=r)
+        self.spool_batches = Gauge("foyer_spool_batches", "Batches in the spool", registry=r)
+        self.ack_latency = Histogram(
+            "foyer_ack_latency_seconds", "Receive to durable storage", ["transport"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip

@@ -1,0 +1,183 @@
+"""The composition root: build every component from Settings, run, tear down in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bins.rules import bin_rule
+from core.http.app import HttpDeps, build_app
+from core.ingest import coap
+from core.ingest.directory import DeviceDirectory
+from core.ingest.model import RecordRule
+from core.ingest.mqtt import MqttIngest, MqttSettings
+from core.ingest.pipeline import Pipeline
+from core.ingest.writer import BatchWriter
+from core.metrics import Metrics
+from core.registry import Registry
+from core.settings import Settings, split_bind
+from core.store.embedded import EmbeddedStore
+from core.store.influx import InfluxStore
+from core.store.port import TelemetryStore
+from core.store.spool import Spool, SpoolingStore
+from meters.rules import MeterRules
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_DEADLINE_S = 10.0
+DIRECTORY_REFRESH_S = 10  # commissioning shows up within this, or at once on first message
+
+
+def build_rules() -> Mapping[str, RecordRule]:
+    meter = MeterRules()
+    return {"meter": meter, "bin": bin_rule, "container": bin_rule, "truck": bin_rule}
+
+
+@dataclass
+class Foyer:
+    settings: Settings
+    metrics: Metrics
+    registry: Registry
+    store: TelemetryStore
+    directory: DeviceDirectory
+    writer: BatchWriter
+    pipeline: Pipeline
+    mqtt: MqttIngest | None = None
+    coap_context: Any = None
+    http_port: int | None = None
+    coap_port: int | None = None
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Foyer]:
+    """`async with running(settings) as foyer:` — everything up, then down in reverse."""
+    async with AsyncExitStack() as stack:
+        tasks = await stack.enter_async_context(_task_group())
+        foyer = await _core(settings, stack, tasks)
+        await _transports(foyer, stack)
+        await _http(foyer, stack)
+        _scheduler(foyer, stack)
+        log.warning("Foyer running: %s", _describe(foyer))
+        yield foyer
+
+
+async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Task[None]]) -> Foyer:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
+    registry = Registry(settings.registry)
+    await asyncio.to_thread(registry.upgrade)
+    stack.callback(registry.close)
+    store = await _store(settings, stack, tasks)
+    directory = DeviceDirectory(registry.usable_devices, registry.mark_seen)
+    await directory.refresh()
+    writer = BatchWriter(store)
+    _spawn(tasks, writer.run(), "batch-writer")
+    pipeline = Pipeline(directory, build_rules(), writer, metrics, settings.horizon_days * 86400)
+    return Foyer(settings, metrics, registry, store, directory, writer, pipeline)
+
+
+async def _store(
+    settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Task[None]]
+) -> TelemetryStore:
+    if not settings.influx_url:
+        embedded = EmbeddedStore(settings.data_dir / "telemetry.sqlite")
+        await embedded.open()
+        stack.push_async_callback(embedded.close)
+        return embedded
+    influx = InfluxStore(settings.influx_url, settings.influx_db, settings.influx_token or None)
+    await influx.open()
+    spooling = SpoolingStore(influx, Spool(settings.data_dir / "spool.sqlite"))
+    await spooling.open()
+    stack.push_async_callback(spooling.close)
+    _spawn(tasks, spooling.run_replayer(), "spool-replayer")
+    return spooling
+
+
+async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
+    s = foyer.settings
+    if s.mqtt_url:
+        mqtt = MqttIngest(
+            MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group), foyer.pipeline, foyer.metrics
+        )
+        await mqtt.start()
+        stack.push_async_callback(mqtt.stop)
+        foyer.mqtt = mqtt
+    if s.coap_bind:
+        host, port = split_bind(s.coap_bind)
+        ctx = await coap.start_server(foyer.pipeline, foyer.metrics, host, port)
+        stack.push_async_callback(ctx.shutdown)
+        foyer.coap_context = ctx
+        foyer.coap_port = port
+
+
+async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
+    host, port = split_bind(foyer.settings.http_bind)
+    deps = HttpDeps(foyer.store, foyer.metrics, foyer.directory, foyer.writer, time.time())
+    runner = web.AppRunner(build_app(deps), access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    foyer.http_port = runner.addresses[0][1] if runner.addresses else port
+
+
+def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(foyer.directory.refresh, "interval", seconds=DIRECTORY_REFRESH_S,
+                      id="directory-refresh", max_instances=1, coalesce=True)  # fmt: skip
+    scheduler.add_job(foyer.directory.flush_seen, "interval", seconds=5,
+                      id="first-contact", max_instances=1, coalesce=True)  # fmt: skip
+    scheduler.add_job(_gauges, "interval", seconds=2, args=[foyer], id="gauges")
+    scheduler.start()
+    stack.callback(scheduler.shutdown, wait=False)
+
+
+async def _gauges(foyer: Foyer) -> None:
+    foyer.metrics.queue_depth.set(foyer.writer.depth)
+    if isinstance(foyer.store, SpoolingStore):
+        foyer.metrics.spool_batches.set(foyer.store.pending)
+
+
+@contextlib.asynccontextmanager
+async def _task_group() -> AsyncIterator[set[asyncio.Task[None]]]:
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_DEADLINE_S)
+
+
+def _spawn(tasks: set[asyncio.Task[None]], coro: Any, name: str) -> None:
+    task: asyncio.Task[None] = asyncio.create_task(_guard(coro, name), name=name)
+    tasks.add(task)
+
+
+async def _guard(coro: Any, name: str) -> None:
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("task %s crashed", name)
+        raise
+
+
+def _describe(foyer: Foyer) -> str:
+    s = foyer.settings
+    store = f"influxdb {s.influx_url} db={s.influx_db}" if s.influx_url else "embedded"
+    return (
+        f"store={store} mqtt={s.mqtt_url or 'off'} coap={s.coap_bind or 'off'} "
+        f"http={s.http_bind} devices={len(foyer.directory)}"
+    )

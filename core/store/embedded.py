@@ -1,0 +1,98 @@
+"""The embedded default store: one SQLite file, so Foyer runs with no server at all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import StoreUnavailable
+from core.records import Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    measurement TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (measurement, device_id, tags, time_ns)
+) WITHOUT ROWID
+"""
+
+
+class EmbeddedStore:
+    """Writes run in a worker thread; synchronous=FULL because an ack follows the commit."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(_SCHEMA)
+        self._conn = conn
+
+    async def write(self, records: Sequence[Record]) -> None:
+        if records:
+            await asyncio.to_thread(self._write, records)
+
+    def _write(self, records: Sequence[Record]) -> None:
+        rows = [
+            (r.measurement, r.device_id, json.dumps(r.tags), r.time_ns, json.dumps(r.fields))
+            for r in records
+        ]
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN")
+                # Same identity overwrites, as InfluxDB does: retransmissions are harmless.
+                conn.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise StoreUnavailable(f"embedded store: {err}") from err
+
+    async def query(
+        self, measurement: str, device_id: str, start_ns: int, end_ns: int
+    ) -> list[Record]:
+        return await asyncio.to_thread(self._query, measurement, device_id, start_ns, end_ns)
+
+    def _query(self, measurement: str, device_id: str, start_ns: int, end_ns: int) -> list[Record]:
+        sql = (
+            "SELECT tags, time_ns, fields FROM points WHERE measurement = ? AND device_id = ?"
+            " AND time_ns >= ? AND time_ns < ? ORDER BY time_ns"
+        )
+        with self._lock:
+            rows = self._connection().execute(sql, (measurement, device_id, start_ns, end_ns))
+            return [
+                Record(
+                    measurement,
+                    device_id,
+                    time_ns,
+                    tuple((k, v) for k, v in json.loads(fields)),
+                    tuple((k, v) for k, v in json.loads(tags)),
+                )
+                for tags, time_ns, fields in rows.fetchall()
+            ]
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("embedded store is not open")
+        return self._conn
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
