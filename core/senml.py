@@ -22,6 +22,7 @@ _CBOR_LABELS: dict[int, str] = {
     0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 5: "s", 6: "t", 7: "ut", 8: "vd",
 }  # fmt: skip
 _KNOWN_KEYS = frozenset(_CBOR_LABELS.values())
+_RECORD_KEYS = frozenset({"n", "v", "vs", "vb", "vd", "s", "t", "u"})
 SENML_VERSION = 10  # RFC 8428 §4.4
 RELATIVE_TIME_LIMIT = 2**28  # RFC 8428 §4.5.3: smaller times are relative to "now"
 MAX_PACK_BYTES = 64 * 1024  # a meter's day of 15-min readings is ~4 KiB; refuse floods
@@ -101,7 +102,11 @@ def _resolve(items: list[dict[str, Any]], now: float) -> list[SenmlRecord]:
     records = []
     for index, item in enumerate(items):
         _update_base(base, item, index)
+        if not (item.keys() & _RECORD_KEYS):
+            continue  # a record carrying only base fields sets context, measures nothing
         records.append(_resolve_one(base, item, index, now))
+    if not records:
+        raise Refused("bad_payload", "the pack has no record with a name or value")
     return records
 
 

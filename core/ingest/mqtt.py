@@ -71,6 +71,7 @@ class MqttIngest:
         self._generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()  # set once the broker granted our subscriptions
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -87,6 +88,7 @@ class MqttIngest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -115,6 +117,12 @@ class MqttIngest:
         client.subscribe(subs)
         self._call(self._connected, bool(flags.session_present))
 
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if all(not code.is_failure for code in codes):
+            self._call(self.subscribed.set)
+        else:
+            log.error("MQTT broker refused our subscriptions: %s", codes)
+
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self._call(self._disconnected, str(rc))
 
@@ -141,6 +149,7 @@ class MqttIngest:
         self._generation += 1
         self._inflight.clear()
         self.connected.clear()
+        self.subscribed.clear()
         log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason)
 
     def _drain(self) -> None:

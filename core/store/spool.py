@@ -52,6 +52,11 @@ class Spool:
         with self._lock:
             self._db().execute("INSERT INTO batches (body) VALUES (?)", (body,))
 
+    def append_dead(self, records: Sequence[Record], error: str) -> None:
+        body = json.dumps([r.to_json() for r in records])
+        with self._lock:
+            self._db().execute("INSERT INTO dead (body, error) VALUES (?, ?)", (body, error[:500]))
+
     def oldest(self) -> tuple[int, list[Record]] | None:
         with self._lock:
             row = self._db().execute("SELECT id, body FROM batches ORDER BY id LIMIT 1").fetchone()
@@ -121,6 +126,12 @@ class SpoolingStore:
                 return
             except StoreUnavailable as err:
                 self._log_outage(err)
+            except StoreRejected as err:
+                # Acknowledged data is never dropped: keep what the store refused for an operator.
+                log.error("store refused a batch of %d records; kept in the spool's dead table",
+                          len(records))  # fmt: skip
+                await asyncio.to_thread(self._spool.append_dead, records, str(err))
+                return
         await asyncio.to_thread(self._spool.append, records)
         self._pending += 1
         self.spooled_batches += 1

@@ -1,0 +1,92 @@
+"""One contract, every telemetry store: embedded SQLite, InfluxDB, InfluxDB behind the spool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.records import BIN_EVENT, METER_INDEX, Record
+from core.store.embedded import EmbeddedStore
+from core.store.influx import InfluxStore
+from core.store.port import TelemetryStore
+from core.store.spool import Spool, SpoolingStore
+from tests.servers import InfluxDB
+
+T0 = 1_760_000_000_123_456_000
+
+
+@pytest.fixture(params=["embedded", "influxdb", "spooling-influxdb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TelemetryStore]:
+    kind = request.param
+    result: TelemetryStore
+    if kind == "embedded":
+        embedded = EmbeddedStore(tmp_path / "telemetry.sqlite")
+        await embedded.open()
+        result = embedded
+    else:
+        server: InfluxDB = request.getfixturevalue("influxdb")
+        influx = InfluxStore(server.url, request.getfixturevalue("influx_db"))
+        await influx.open()
+        result = influx
+        if kind == "spooling-influxdb":
+            spooling = SpoolingStore(influx, Spool(tmp_path / "spool.sqlite"))
+            await spooling.open()
+            result = spooling
+    yield result
+    await result.close()
+
+
+def index(device: str, offset_s: int, litres: int, flag: str | None = None) -> Record:
+    fields: tuple[tuple[str, int | str], ...] = (("index_l", litres),)
+    if flag:
+        fields += (("flag", flag),)
+    return Record(METER_INDEX, device, T0 + offset_s * 10**9, fields)
+
+
+async def test_written_records_read_back_exactly(store: TelemetryStore) -> None:
+    records = [index("m-1", 0, 1000), index("m-1", 900, 1012), index("m-2", 0, 5)]
+    await store.write(records)
+    got = await store.query(METER_INDEX, "m-1", T0, T0 + 10**12)
+    assert got == records[:2]
+    assert isinstance(got[0].field("index_l"), int)
+
+
+async def test_same_identity_overwrites_instead_of_duplicating(store: TelemetryStore) -> None:
+    await store.write([index("m-1", 0, 1000)])
+    await store.write([index("m-1", 0, 1000), index("m-1", 0, 1000)])
+    assert await store.query(METER_INDEX, "m-1", T0, T0 + 1) == [index("m-1", 0, 1000)]
+
+
+async def test_bin_events_keep_kind_tag_and_optional_fields(store: TelemetryStore) -> None:
+    lift = Record(
+        BIN_EVENT, "b-1", T0, (("source", "t-1"), ("weight_kg", 12.5)), (("kind", "lift"),)
+    )
+    bare = Record(BIN_EVENT, "b-1", T0 + 1000, (("source", "b-1"),), (("kind", "lift"),))
+    deposit = Record(
+        BIN_EVENT,
+        "b-1",
+        T0 + 2000,
+        (("badge", 'x y,z="q"'), ("source", "c-1")),
+        (("kind", "deposit"),),
+    )
+    await store.write([lift, bare, deposit])
+    got = await store.query(BIN_EVENT, "b-1", T0, T0 + 10**9)
+    assert [(dict(r.tags), dict(r.fields)) for r in got] == [
+        ({"kind": "lift"}, {"source": "t-1", "weight_kg": 12.5}),
+        ({"kind": "lift"}, {"source": "b-1"}),
+        ({"kind": "deposit"}, {"badge": 'x y,z="q"', "source": "c-1"}),
+    ]
+
+
+async def test_query_window_is_half_open(store: TelemetryStore) -> None:
+    await store.write([index("m-1", 0, 1), index("m-1", 1, 2)])
+    got = await store.query(METER_INDEX, "m-1", T0, T0 + 10**9)
+    assert [r.field("index_l") for r in got] == [1]
+
+
+async def test_flag_field_round_trips(store: TelemetryStore) -> None:
+    await store.write([index("m-1", 0, 9, flag="backwards")])
+    (got,) = await store.query(METER_INDEX, "m-1", T0, T0 + 1)
+    assert got.field("flag") == "backwards"
