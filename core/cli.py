@@ -153,3 +153,7 @@ def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     from core.demo import run_demo
 
     return run_demo(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

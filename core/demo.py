@@ -116,6 +116,8 @@ def _mosquitto() -> Iterator[str]:
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {workdir}/\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+        # as root, mosquitto would drop to user `mosquitto` and fail to save in .demo/
+        + ("user root\n" if os.geteuid() == 0 else "")
     )
     with (workdir / "mosquitto.log").open("ab") as log:
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)

@@ -81,6 +81,8 @@ async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Ta
     await directory.refresh()
     writer = BatchWriter(store)
     _spawn(tasks, writer.run(), "batch-writer")
+    # LIFO: background tasks stop before the store they write to is closed.
+    stack.push_async_callback(_cancel_all, tasks)
     pipeline = Pipeline(directory, build_rules(), writer, metrics, settings.horizon_days * 86400)
     return Foyer(settings, metrics, registry, store, directory, writer, pipeline)
 
@@ -147,16 +149,20 @@ async def _gauges(foyer: Foyer) -> None:
         foyer.metrics.spool_batches.set(foyer.store.pending)
 
 
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=SHUTDOWN_DEADLINE_S)
+
+
 @contextlib.asynccontextmanager
 async def _task_group() -> AsyncIterator[set[asyncio.Task[None]]]:
     tasks: set[asyncio.Task[None]] = set()
     try:
         yield tasks
     finally:
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_DEADLINE_S)
+        await _cancel_all(tasks)
 
 
 def _spawn(tasks: set[asyncio.Task[None]], coro: Any, name: str) -> None:

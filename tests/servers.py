@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -89,7 +90,9 @@ class Mosquitto(Server):
             "autosave_interval 1\n"
             # deploy/mosquitto/mosquitto.conf explains these two: no silent drops.
             "max_queued_messages 0\n"
-            "max_inflight_messages 0\n"
+            "max_inflight_messages 0\n" + ("user root\n" if os.geteuid() == 0 else "")
+            # As root, mosquitto drops to user `mosquitto`, who cannot write a root-owned
+            # temp dir: its persistence file would silently never be saved.
         )
 
     @property
