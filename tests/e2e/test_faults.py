@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.service import Foyer, running
 from core.settings import Settings
-from tests.e2e.conftest import eventually, influx_query, make_settings, register
+from tests.e2e.conftest import counter, eventually, influx_query, make_settings, register
 from tests.servers import InfluxDB, Mosquitto, binary, free_port
 
 METERS = [("m-000", "meter", None)]
@@ -57,24 +57,28 @@ async def test_influxdb_outage_mid_stream_loses_nothing(
 ) -> None:
     settings = fault_settings(tmp_path, influxdb, influx_db, mosquitto)
     async with running(settings) as foyer:
-        assert foyer.mqtt is not None
-        await asyncio.wait_for(foyer.mqtt.subscribed.wait(), 10)
-        await publish_one_device(mosquitto, 0, 200)
-        await eventually(lambda: len(stored(influxdb, influx_db)) == 200)
+        await first_messages_stored(foyer, mosquitto, influxdb, influx_db, 200)
         influxdb.stop()
         try:
             await publish_one_device(mosquitto, 200, 300)
-            await eventually(lambda: _stored_count(foyer) >= 500)  # acked while InfluxDB is down
+            await eventually(
+                lambda: (
+                    counter(foyer, "foyer_records_stored_total", measurement="meter_index") >= 500
+                )
+            )  # acked while InfluxDB is down
         finally:
             influxdb.start()
         await eventually(lambda: stored(influxdb, influx_db) == list(range(500)), within=60)
 
 
-def _stored_count(foyer: Foyer) -> float:
-    value = foyer.metrics.registry.get_sample_value(
-        "foyer_records_stored_total", {"measurement": "meter_index"}
-    )
-    return value or 0.0
+async def first_messages_stored(
+    foyer: Foyer, mosquitto: Mosquitto, influxdb: InfluxDB, db: str, count: int
+) -> None:
+    """Foyer subscribed, `count` messages published and stored: the stream is flowing."""
+    assert foyer.mqtt is not None
+    await asyncio.wait_for(foyer.mqtt.subscribed.wait(), 10)
+    await publish_one_device(mosquitto, 0, count)
+    await eventually(lambda: len(stored(influxdb, db)) == count)
 
 
 async def test_broker_restart_loses_nothing(
@@ -82,10 +86,7 @@ async def test_broker_restart_loses_nothing(
 ) -> None:
     settings = fault_settings(tmp_path, influxdb, influx_db, mosquitto)
     async with running(settings) as foyer:
-        assert foyer.mqtt is not None
-        await asyncio.wait_for(foyer.mqtt.subscribed.wait(), 10)
-        await publish_one_device(mosquitto, 0, 100)
-        await eventually(lambda: len(stored(influxdb, influx_db)) == 100)
+        await first_messages_stored(foyer, mosquitto, influxdb, influx_db, 100)
         await asyncio.to_thread(mosquitto.restart)
         await eventually(foyer.mqtt.subscribed.is_set, within=30)  # paho reconnected by itself
         await publish_one_device(mosquitto, 100, 100)
