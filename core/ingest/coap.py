@@ -11,14 +11,13 @@ import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
 
 from core.errors import Refused, StoreUnavailable
-from core.ingest.model import RawMessage
+from core.ingest.model import LEAF, RawMessage
 from core.ingest.pipeline import Pipeline
 from core.metrics import Metrics
 from core.senml import COAP_FORMATS
 
 log = logging.getLogger(__name__)
 
-LEAF = {"meters": "readings", "bins": "events"}
 RETRY_AFTER_S = 30  # Max-Age on 5.03: the spool normally answers; this is a full queue
 _REFUSED_CODES = {
     "unknown_device": Code.FORBIDDEN,

@@ -10,6 +10,8 @@ from core.records import Record
 from core.senml import Format, SenmlRecord
 
 KINDS = ("meter", "bin", "container", "truck")
+# PROTOCOL.md: the last path/topic segment of each family (meters/<id>/readings ...).
+LEAF: Mapping[str, str] = {"meters": "readings", "bins": "events"}
 # PROTOCOL.md: which topic/path family each device kind publishes under.
 PATH_KINDS: Mapping[str, frozenset[str]] = {
     "meters": frozenset({"meter"}),

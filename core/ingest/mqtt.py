@@ -26,8 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.errors import Refused, StoreUnavailable
-from core.ingest.coap import LEAF
-from core.ingest.model import RawMessage
+from core.ingest.model import LEAF, RawMessage
 from core.ingest.pipeline import Pipeline
 from core.metrics import Metrics
 from core.senml import Format
