@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -180,10 +181,19 @@ async def _guard(coro: Any, name: str) -> None:
         raise
 
 
+def _without_secret(url: str) -> str:
+    """mqtt://user:password@host:port -> mqtt://user:***@host:port: secrets are never logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _describe(foyer: Foyer) -> str:
     s = foyer.settings
     store = f"influxdb {s.influx_url} db={s.influx_db}" if s.influx_url else "embedded"
     return (
-        f"store={store} mqtt={s.mqtt_url or 'off'} coap={s.coap_bind or 'off'} "
+        f"store={store} mqtt={_without_secret(s.mqtt_url) or 'off'} coap={s.coap_bind or 'off'} "
         f"http={s.http_bind} devices={len(foyer.directory)}"
     )
