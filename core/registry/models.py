@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Final
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -18,12 +19,15 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 DEVICE_KINDS: Final = ("meter", "bin", "container", "truck")
-DEVICE_STATUSES: Final = ("pending", "active", "retired")
+DEVICE_STATUSES: Final = ("pending", "active", "retired")  # "silent" is derived, not stored
+HOUSEHOLD_KINDS: Final = ("primary", "secondary", "professional")
+STAFF_ROLES: Final = ("technician", "care", "billing", "admin")
 
 # Deterministic constraint names: Alembic batch mode on SQLite can only alter or
 # drop constraints it can name.
@@ -78,8 +82,13 @@ class Household(Base):
 
     __tablename__ = "household"
 
+    __table_args__ = (CheckConstraint(f"kind IN {HOUSEHOLD_KINDS!r}", name="kind"),)
+
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255))
+    # Persons in the household: some tariffs bill the fixed part by household size.
+    size: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default="primary", server_default="primary")
 
 
 class Occupancy(Base):
@@ -110,6 +119,14 @@ class Device(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bins and containers: nominal volume in litres (tariffs price a lift by volume).
+    volume_l: Mapped[int | None] = mapped_column(Integer)
+    # Expected reporting period: a device silent for SILENT_AFTER_PERIODS of them is "silent".
+    report_interval_s: Mapped[int | None] = mapped_column(Integer)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Only a hash of the MQTT password is kept (the broker keeps its own salted hash).
+    credential_hash: Mapped[str | None] = mapped_column(String(255))
+    credentials_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Binding(Base):
@@ -125,5 +142,93 @@ class Binding(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"), index=True)
     dwelling_id: Mapped[str | None] = mapped_column(ForeignKey("dwelling.id"))
     household_id: Mapped[str | None] = mapped_column(ForeignKey("household.id"))
+    collection_point_id: Mapped[str | None] = mapped_column(ForeignKey("collection_point.id"))
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CollectionPoint(Base):
+    """Where collective containers stand; households open them with badges."""
+
+    __tablename__ = "collection_point"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    commune: Mapped[str | None] = mapped_column(String(128))
+
+
+class Badge(Base):
+    """A household's access badge for collective containers, valid over [valid_from, valid_to)."""
+
+    __tablename__ = "badge"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"), index=True)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+
+
+class DeviceSwap(Base):
+    """A device replaced by another at one place (DESIGN.md: consumption stays continuous).
+
+    For meters the old device's final index and the new one's initial index are kept,
+    so consumption across the swap is (final - last old reading) + (new reading - initial).
+    """
+
+    __tablename__ = "device_swap"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    old_device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"), index=True)
+    new_device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    old_final_index_l: Mapped[int | None] = mapped_column(Integer)
+    new_initial_index_l: Mapped[int | None] = mapped_column(Integer)
+
+
+class StaffUser(Base):
+    """A member of staff; ``roles`` is a comma-separated subset of STAFF_ROLES."""
+
+    __tablename__ = "staff_user"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[str] = mapped_column(String(128))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("staff_user.username"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffSession(Base):
+    """A page login; only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "staff_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("staff_user.username"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """Who changed what, when: written in the same transaction as the change."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    details: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
