@@ -138,9 +138,19 @@ class Registry:
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
+        """One all-or-nothing unit of work; the registry's sub-services compose on it."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for queries only."""
+        with self._sessions() as session:
+            yield session
+
+    def now(self) -> datetime:
+        return self._clock()
 
     def upgrade(self) -> None:
         """Bring the schema to the latest Alembic revision (idempotent)."""
@@ -161,7 +171,7 @@ class Registry:
     ) -> None:
         """Register a household living from ``moved_in`` (default today, UTC)."""
         start = moved_in or self._clock().date()
-        with self._transaction() as session:
+        with self.transaction() as session:
             if session.get(Household, household_id) is not None:
                 raise RegistryError(f"household {household_id!r} already registered")
             _create_household(session, household_id, name, address, start)
@@ -179,7 +189,7 @@ class Registry:
         now = self._clock()
         device = Device(device_id=device_id, kind=kind, model=model, serial=serial, created_at=now)
         try:
-            with self._transaction() as session:
+            with self.transaction() as session:
                 _insert_device(session, device, household_id, now)
         except IntegrityError as err:
             # A concurrent writer got there between our check and the commit.
@@ -193,7 +203,7 @@ class Registry:
         """
         now = self._clock()
         count = 0
-        with self._transaction() as session:
+        with self.transaction() as session:
             for count, row in enumerate(rows, start=1):
                 try:
                     _import_row(session, row, now)
@@ -205,7 +215,7 @@ class Registry:
     def retire_device(self, device_id: str) -> None:
         """Retire the device and end its open bindings; earlier history is kept."""
         now = self._clock()
-        with self._transaction() as session:
+        with self.transaction() as session:
             device = session.get(Device, device_id)
             if device is None:
                 raise UnknownDevice(f"device {device_id!r} is not registered")
@@ -228,7 +238,7 @@ class Registry:
     def mark_seen(self, device_ids: Iterable[str]) -> None:
         """Turn pending devices active; unknown, active or retired ids are left as they are."""
         ids = sorted(set(device_ids))
-        with self._transaction() as session:
+        with self.transaction() as session:
             for chunk in _chunks(ids):
                 session.execute(
                     update(Device)
