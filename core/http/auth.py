@@ -36,7 +36,7 @@ def public(handler: H) -> H:
 
 def roles_of(handler: object) -> frozenset[str]:
     """The roles a handler declared; empty means admins only."""
-    roles = getattr(handler, ROLES_ATTR, frozenset())
+    roles: object = getattr(handler, ROLES_ATTR, frozenset())
     return roles if isinstance(roles, frozenset) else frozenset()
 
 
