@@ -1,0 +1,9 @@
+"""Application keys shared by the route modules of every domain."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from core.registry import Registry
+
+REGISTRY = web.AppKey("registry", Registry)
