@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 STALE_AFTER_S = 1.0  # an unknown id triggers at most one registry read per second
 
 Loader = Callable[[], dict[str, str]]
-SeenSink = Callable[[Iterable[str]], None]
+SeenSink = Callable[[Mapping[str, datetime]], None]
 
 
 class DeviceDirectory:
@@ -19,8 +20,7 @@ class DeviceDirectory:
         self._kinds: dict[str, str] = {}
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
-        self._seen: set[str] = set()
-        self._reported: set[str] = set()
+        self._seen: dict[str, float] = {}
 
     def lookup(self, device_id: str) -> str | None:
         return self._kinds.get(device_id)
@@ -39,14 +39,16 @@ class DeviceDirectory:
         await self.refresh()
         return True
 
-    def seen(self, device_id: str) -> None:
-        if device_id not in self._reported:
-            self._seen.add(device_id)
+    def seen(self, device_id: str, at: float) -> None:
+        """A valid message arrived from the device (receive time, epoch seconds)."""
+        if at > self._seen.get(device_id, 0.0):
+            self._seen[device_id] = at
 
     async def flush_seen(self) -> None:
-        """Turn first contacts into `active` in the registry (a scheduled job)."""
+        """Write last contacts to the registry (a scheduled job): first contact turns
+        `pending` into `active`, and the times let the registry tell `silent` devices."""
         if not self._seen or self._mark_seen is None:
             return
-        batch, self._seen = self._seen, set()
-        await asyncio.to_thread(self._mark_seen, batch)
-        self._reported |= batch
+        batch, self._seen = self._seen, {}
+        times = {dev: datetime.fromtimestamp(at, UTC) for dev, at in batch.items()}
+        await asyncio.to_thread(self._mark_seen, times)

@@ -73,4 +73,4 @@ class Pipeline:
         self._metrics.ack_latency.labels(msg.transport).observe(
             max(time.time() - msg.received_at, 0.0)
         )
-        self._directory.seen(msg.device_id)
+        self._directory.seen(msg.device_id, msg.received_at)

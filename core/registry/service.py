@@ -8,7 +8,7 @@ transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -39,8 +39,6 @@ from core.registry.models import (
 # PROTOCOL.md, "Devices": 3 to 64 characters of A-Z a-z 0-9 - _ .
 DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{3,64}")
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
-# Keeps each IN (...) well under SQLite's bound-parameter limit.
-_IN_CHUNK: Final = 500
 
 Clock = Callable[[], datetime]
 
@@ -118,11 +116,6 @@ def _import_row(session: Session, row: tuple[str, str, str | None], now: datetim
         _create_household(session, household_id, None, None, now.date())
     device = Device(device_id=device_id, kind=kind, created_at=now)
     _insert_device(session, device, household_id, now)
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
 
 
 class Registry:
@@ -235,14 +228,24 @@ class Registry:
         with self._sessions() as session:
             return {row.device_id: row.kind for row in session.execute(stmt)}
 
-    def mark_seen(self, device_ids: Iterable[str]) -> None:
-        """Turn pending devices active; unknown, active or retired ids are left as they are."""
-        ids = sorted(set(device_ids))
+    def record_seen(self, seen: Mapping[str, datetime]) -> None:
+        """Store last contact times; a first contact turns `pending` into `active`.
+
+        Retired and unknown ids are left alone: a retired device's late message does
+        not bring it back. Times only move forward (concurrent workers may flush late).
+        """
         with self.transaction() as session:
-            for chunk in _chunks(ids):
+            for device_id in sorted(seen):
+                at = seen[device_id]
                 session.execute(
                     update(Device)
-                    .where(Device.device_id.in_(chunk), Device.status == "pending")
+                    .where(Device.device_id == device_id, Device.status != "retired")
+                    .where(Device.last_seen_at.is_(None) | (Device.last_seen_at < at))
+                    .values(last_seen_at=at)
+                )
+                session.execute(
+                    update(Device)
+                    .where(Device.device_id == device_id, Device.status == "pending")
                     .values(status="active")
                 )
 

@@ -201,11 +201,12 @@ def test_retiring_an_unknown_device_is_refused(registry: Registry) -> None:
         registry.retire_device("ghost-1")
 
 
-def test_mark_seen_turns_pending_into_active_only(registry: Registry) -> None:
+def test_first_contact_turns_pending_into_active_only(registry: Registry) -> None:
     registry.add_device("meter-001", "meter")
     registry.add_device("meter-002", "meter")
     registry.add_device("meter-003", "meter")
     registry.retire_device("meter-003")
-    registry.mark_seen(["meter-001", "meter-003", "ghost-1"])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    registry.record_seen({"meter-001": at, "meter-003": at, "ghost-1": at})
     status = {d["device_id"]: d["status"] for d in registry.list_devices()}
     assert status == {"meter-001": "active", "meter-002": "pending", "meter-003": "retired"}
