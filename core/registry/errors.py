@@ -19,3 +19,11 @@ class InvalidDevice(RegistryError):
 
 class UnknownDevice(RegistryError):
     """A device id that the registry does not hold."""
+
+
+class UnknownPlace(RegistryError):
+    """A dwelling or collection point id that the registry does not hold."""
+
+
+class InvalidCommissioning(RegistryError):
+    """A commissioning request that does not fit the device (wrong place, bad value)."""

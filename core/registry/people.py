@@ -94,8 +94,9 @@ class People:
         with self._registry.transaction() as session:
             user = self._user(session, username)
             user.roles = role_text
-            audit.record(session, actor, "user.roles", username, self._registry.now(),
-                         {"roles": role_text})  # fmt: skip
+            audit.record(
+                session, actor, "user.roles", username, self._registry.now(), {"roles": role_text}
+            )
 
     def set_password(self, username: str, password: str, *, actor: str) -> None:
         try:
@@ -138,8 +139,14 @@ class People:
         token = new_token(SESSION_PREFIX)
         now = self._registry.now()
         with self._registry.transaction() as session:
-            session.add(StaffSession(token_hash=token_hash(token), username=username,
-                                     created_at=now, expires_at=now + SESSION_TTL))  # fmt: skip
+            session.add(
+                StaffSession(
+                    token_hash=token_hash(token),
+                    username=username,
+                    created_at=now,
+                    expires_at=now + SESSION_TTL,
+                )
+            )
             audit.record(session, username, "session.open", username, now)
         return token
 
@@ -165,8 +172,15 @@ class People:
         now = self._registry.now()
         with self._registry.transaction() as session:
             self._user(session, username)
-            session.add(ApiToken(token_hash=token_hash(token), username=username, name=name,
-                                 created_at=now, expires_at=expires_at))  # fmt: skip
+            session.add(
+                ApiToken(
+                    token_hash=token_hash(token),
+                    username=username,
+                    name=name,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
             audit.record(session, actor, "token.issue", username, now, {"name": name})
         return token
 

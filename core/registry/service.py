@@ -118,6 +118,23 @@ def _import_row(session: Session, row: tuple[str, str, str | None], now: datetim
     _insert_device(session, device, household_id, now)
 
 
+def retire_in(session: Session, device_id: str, now: datetime) -> bool:
+    """Retire within an open transaction; False if it was already retired."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise UnknownDevice(f"device {device_id!r} is not registered")
+    if device.status == "retired":
+        return False  # keep the first retirement time: history is not rewritten
+    device.status = "retired"
+    device.retired_at = now
+    session.execute(
+        update(Binding)
+        .where(Binding.device_id == device_id, Binding.valid_to.is_(None))
+        .values(valid_to=now)
+    )
+    return True
+
+
 class Registry:
     """Dwellings, households, occupancy, devices and their bindings."""
 
@@ -207,20 +224,8 @@ class Registry:
 
     def retire_device(self, device_id: str) -> None:
         """Retire the device and end its open bindings; earlier history is kept."""
-        now = self._clock()
         with self.transaction() as session:
-            device = session.get(Device, device_id)
-            if device is None:
-                raise UnknownDevice(f"device {device_id!r} is not registered")
-            if device.status == "retired":
-                return  # keep the first retirement time: history is not rewritten
-            device.status = "retired"
-            device.retired_at = now
-            session.execute(
-                update(Binding)
-                .where(Binding.device_id == device_id, Binding.valid_to.is_(None))
-                .values(valid_to=now)
-            )
+            retire_in(session, device_id, self._clock())
 
     def usable_devices(self) -> dict[str, str]:
         """device_id -> kind of every device whose data is accepted (not retired)."""

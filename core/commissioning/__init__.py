@@ -1,0 +1,1 @@
+"""The commissioning flow: register, place, credential, swap and retire devices."""
