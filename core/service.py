@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bins.rules import bin_rule
+from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, build_app
 from core.ingest import coap
 from core.ingest.directory import DeviceDirectory
@@ -25,7 +25,8 @@ from core.ingest.pipeline import Pipeline
 from core.ingest.writer import BatchWriter
 from core.metrics import Metrics
 from core.registry import Registry
-from core.settings import Settings, split_bind
+from core.registry.devices import Devices
+from core.settings import Settings, split_bind, without_secret
 from core.store.embedded import EmbeddedStore
 from core.store.influx import InfluxStore
 from core.store.port import TelemetryStore
@@ -52,6 +53,7 @@ class Foyer:
     directory: DeviceDirectory
     writer: BatchWriter
     pipeline: Pipeline
+    commissioning: Commissioning
     mqtt: MqttIngest | None = None
     coap_context: Any = None
     http_port: int | None = None
@@ -78,14 +80,15 @@ async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Ta
     await asyncio.to_thread(registry.upgrade)
     stack.callback(registry.close)
     store = await _store(settings, stack, tasks)
-    directory = DeviceDirectory(registry.usable_devices, registry.mark_seen)
+    directory = DeviceDirectory(registry.usable_devices, registry.record_seen)
     await directory.refresh()
     writer = BatchWriter(store)
     _spawn(tasks, writer.run(), "batch-writer")
     # LIFO: background tasks stop before the store they write to is closed.
     stack.push_async_callback(_cancel_all, tasks)
     pipeline = Pipeline(directory, build_rules(), writer, metrics, settings.horizon_days * 86400)
-    return Foyer(settings, metrics, registry, store, directory, writer, pipeline)
+    commissioning = Commissioning(Devices(registry), on_change=directory.refresh)
+    return Foyer(settings, metrics, registry, store, directory, writer, pipeline, commissioning)
 
 
 async def _store(
@@ -124,7 +127,15 @@ async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
 
 async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
     host, port = split_bind(foyer.settings.http_bind)
-    deps = HttpDeps(foyer.store, foyer.metrics, foyer.directory, foyer.writer, time.time())
+    deps = HttpDeps(
+        foyer.store,
+        foyer.metrics,
+        foyer.directory,
+        foyer.writer,
+        time.time(),
+        foyer.registry,
+        foyer.commissioning,
+    )
     runner = web.AppRunner(build_app(deps), access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
@@ -135,10 +146,22 @@ async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
 
 def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
     scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(foyer.directory.refresh, "interval", seconds=DIRECTORY_REFRESH_S,
-                      id="directory-refresh", max_instances=1, coalesce=True)  # fmt: skip
-    scheduler.add_job(foyer.directory.flush_seen, "interval", seconds=5,
-                      id="first-contact", max_instances=1, coalesce=True)  # fmt: skip
+    scheduler.add_job(
+        foyer.directory.refresh,
+        "interval",
+        seconds=DIRECTORY_REFRESH_S,
+        id="directory-refresh",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        foyer.directory.flush_seen,
+        "interval",
+        seconds=5,
+        id="first-contact",
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.add_job(_gauges, "interval", seconds=2, args=[foyer], id="gauges")
     scheduler.start()
     stack.callback(scheduler.shutdown, wait=False)
@@ -181,19 +204,10 @@ async def _guard(coro: Any, name: str) -> None:
         raise
 
 
-def _without_secret(url: str) -> str:
-    """mqtt://user:password@host:port -> mqtt://user:***@host:port: secrets are never logged."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _describe(foyer: Foyer) -> str:
     s = foyer.settings
     store = f"influxdb {s.influx_url} db={s.influx_db}" if s.influx_url else "embedded"
     return (
-        f"store={store} mqtt={_without_secret(s.mqtt_url) or 'off'} coap={s.coap_bind or 'off'} "
+        f"store={store} mqtt={without_secret(s.mqtt_url) or 'off'} coap={s.coap_bind or 'off'} "
         f"http={s.http_bind} devices={len(foyer.directory)}"
     )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ENV = {
     "data_dir": "FOYER_DATA_DIR",
@@ -18,7 +19,9 @@ ENV = {
     "mqtt_url": "FOYER_MQTT_URL",
     "mqtt_client_id": "FOYER_MQTT_CLIENT_ID",
     "mqtt_group": "FOYER_MQTT_GROUP",
+    "mqtt_admin_url": "FOYER_MQTT_ADMIN_URL",
     "coap_bind": "FOYER_COAP_BIND",
+    "coap_allow_plain": "FOYER_COAP_ALLOW_PLAIN",
     "http_bind": "FOYER_HTTP_BIND",
     "registry_url": "FOYER_REGISTRY_URL",
     "horizon_days": "FOYER_HORIZON_DAYS",
@@ -38,10 +41,18 @@ class Settings:
     mqtt_url: str = ""  # empty: no MQTT ingestion
     mqtt_client_id: str = f"foyer-ingest-{socket.gethostname()}"
     mqtt_group: str = "foyer"
+    # Mosquitto dynamic-security admin (mqtt://user:password@host:port): Foyer creates and
+    # disables device accounts through it. Empty: no broker accounts (development broker).
+    mqtt_admin_url: str = ""
     coap_bind: str = "127.0.0.1:5683"  # empty: no CoAP ingestion
+    # PROTOCOL.md: plain (unprotected) CoAP only where the configuration allows it.
+    coap_allow_plain: bool = False
     http_bind: str = "127.0.0.1:8080"
     registry_url: str = ""  # empty: SQLite in data_dir
     horizon_days: float = 35.0
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()})"
 
     @property
     def registry(self) -> str:
@@ -50,6 +61,8 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["influx_token"] = "***" if self.influx_token else ""
+        for key in ("mqtt_url", "mqtt_admin_url"):
+            out[key] = without_secret(out[key])
         return out
 
 
@@ -80,6 +93,8 @@ def _coerce(values: dict[str, Any]) -> Settings:
 def _convert(key: str, raw: Any) -> Any:
     if key == "data_dir":
         return Path(raw)
+    if key == "coap_allow_plain":
+        return _boolean(raw)
     if key == "horizon_days":
         value = float(raw)
         if value <= 0:
@@ -88,6 +103,26 @@ def _convert(key: str, raw: Any) -> Any:
     if not isinstance(raw, str):
         raise TypeError("must be a string")
     return raw
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, not {raw!r}")
+
+
+def without_secret(url: str) -> str:
+    """mqtt://user:password@host:port -> mqtt://user:***@host:port: secrets are never logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def split_bind(bind: str) -> tuple[str, int]:

@@ -12,11 +12,18 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core.commissioning import http as commissioning_http
+from core.commissioning.service import Commissioning
+from core.http import admin, login
+from core.http.auth import auth_middleware, public, requires
+from core.http.keys import PEOPLE, REGISTRY
 from core.ingest.directory import DeviceDirectory
 from core.ingest.interpret import DEVICE_ID
 from core.ingest.writer import BatchWriter
 from core.metrics import Metrics
 from core.records import BIN_EVENT, METER_INDEX, Record
+from core.registry import Registry
+from core.registry.people import People
 from core.store.port import TelemetryStore
 
 DEFAULT_WINDOW_S = 7 * 86400
@@ -30,14 +37,22 @@ class HttpDeps:
     directory: DeviceDirectory
     writer: BatchWriter
     started_at: float
+    registry: Registry
+    commissioning: Commissioning
 
 
 DEPS = web.AppKey("deps", HttpDeps)
 
 
 def build_app(deps: HttpDeps) -> web.Application:
-    app = web.Application()
+    people = People(deps.registry)
+    app = web.Application(middlewares=[auth_middleware(people)])
     app[DEPS] = deps
+    app[REGISTRY] = deps.registry
+    app[PEOPLE] = people
+    login.add_routes(app)
+    admin.add_routes(app)
+    commissioning_http.add_routes(app, deps.commissioning)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -47,21 +62,25 @@ def build_app(deps: HttpDeps) -> web.Application:
     return app
 
 
+@public
 async def index(_request: web.Request) -> web.Response:
     page = resources.files("core.http").joinpath("static/index.html").read_text()
     return web.Response(text=page, content_type="text/html")
 
 
+@public
 async def healthz(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     return web.json_response({"status": "ok", "uptime_s": round(time.time() - deps.started_at)})
 
 
+@public  # counters only, no personal data; scrape from the internal network
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[DEPS].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@public  # aggregate counters for the live page, like /metrics
 async def summary(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     return web.json_response(
@@ -86,10 +105,13 @@ def _counters(m: Metrics) -> dict[str, Any]:
     return out
 
 
+# Consumption is personal (and health-adjacent for care): only the roles that use it.
+@requires("technician", "care", "billing")
 async def meter_index(request: web.Request) -> web.Response:
     return await _series(request, METER_INDEX)
 
 
+@requires("technician", "billing")
 async def bin_events(request: web.Request) -> web.Response:
     return await _series(request, BIN_EVENT)
 

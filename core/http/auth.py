@@ -6,10 +6,15 @@ added without thought fails closed. ``admin`` may call everything.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
+
+from core.registry.people import People, Principal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -49,3 +54,74 @@ def actor_of(request: web.Request) -> str:
     if not isinstance(actor, str):
         raise web.HTTPUnauthorized(text="login required")
     return actor
+
+
+PRINCIPAL_KEY: Final = "foyer_principal"
+SESSION_COOKIE: Final = "foyer_session"
+# Repeated failures for one username: lock it for a while (per process; good enough
+# against online guessing of scrypt-hashed passwords, reported in the log).
+MAX_FAILURES: Final = 5
+LOCKOUT_S: Final = 15 * 60
+
+
+def json_error(status: type[web.HTTPException], text: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": text}), content_type="application/json")
+
+
+def _credential(request: web.Request) -> tuple[str, str] | None:
+    """('token', value) from a Bearer header, or ('session', value) from the cookie."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return "token", header.removeprefix("Bearer ").strip()
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return ("session", cookie) if cookie else None
+
+
+def auth_middleware(people: People) -> Any:
+    """Resolve the caller once per request and enforce the route's declared roles."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route_handler = request.match_info.route.handler
+        allowed = roles_of(route_handler)
+        if PUBLIC in allowed or request.match_info.http_exception is not None:
+            return await handler(request)
+        principal = await _resolve(people, request)
+        if principal is None:
+            raise json_error(web.HTTPUnauthorized, "login required")
+        if not principal.may(allowed):
+            raise json_error(
+                web.HTTPForbidden, f"role needed: {', '.join(sorted(allowed)) or 'admin'}"
+            )
+        request[ACTOR_KEY] = principal.username
+        request[PRINCIPAL_KEY] = principal
+        return await handler(request)
+
+    return middleware
+
+
+async def _resolve(people: People, request: web.Request) -> Principal | None:
+    credential = _credential(request)
+    if credential is None:
+        return None
+    kind, value = credential
+    lookup = people.token_principal if kind == "token" else people.session_principal
+    return await asyncio.to_thread(lookup, value)
+
+
+class LoginGuard:
+    """Counts failed logins per username; locks the username after MAX_FAILURES."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, list[float]] = {}
+
+    def locked(self, username: str) -> bool:
+        recent = [t for t in self._failures.get(username, []) if time.monotonic() - t < LOCKOUT_S]
+        self._failures[username] = recent
+        return len(recent) >= MAX_FAILURES
+
+    def failed(self, username: str) -> None:
+        self._failures.setdefault(username, []).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(username, None)

@@ -5,5 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.registry import Registry
+from core.registry.people import People
 
 REGISTRY = web.AppKey("registry", Registry)
+PEOPLE = web.AppKey("people", People)

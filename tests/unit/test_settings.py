@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.service import _without_secret
-from core.settings import SettingsError, load
+from core.settings import SettingsError, load, without_secret
 
 
 def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
@@ -27,5 +26,24 @@ def test_unknown_or_bad_settings_are_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_broker_password_is_masked_in_logs() -> None:
-    assert _without_secret("mqtt://foyer:s3cret@broker:1883") == "mqtt://foyer:***@broker:1883"
-    assert _without_secret("mqtt://broker:1883") == "mqtt://broker:1883"
+    assert without_secret("mqtt://foyer:s3cret@broker:1883") == "mqtt://foyer:***@broker:1883"
+    assert without_secret("mqtt://broker:1883") == "mqtt://broker:1883"
+
+
+def test_plain_coap_is_off_unless_explicitly_allowed() -> None:
+    assert load(None, {}).coap_allow_plain is False
+    assert load(None, {"FOYER_COAP_ALLOW_PLAIN": "true"}).coap_allow_plain is True
+    with pytest.raises(SettingsError, match="coap_allow_plain"):
+        load(None, {"FOYER_COAP_ALLOW_PLAIN": "maybe"})
+
+
+def test_redacted_settings_hide_every_broker_password() -> None:
+    settings = load(
+        None,
+        {
+            "FOYER_MQTT_URL": "mqtt://ingest:pw1@b:1883",
+            "FOYER_MQTT_ADMIN_URL": "mqtt://admin:pw2@b:1883",
+        },
+    )
+    shown = repr(settings.redacted())
+    assert "pw1" not in shown and "pw2" not in shown
