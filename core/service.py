@@ -57,6 +57,7 @@ class Foyer:
     mqtt: MqttIngest | None = None
     coap_context: Any = None
     http_port: int | None = None
+    http_app: web.Application | None = None
     coap_port: int | None = None
 
 
@@ -136,7 +137,8 @@ async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
         foyer.registry,
         foyer.commissioning,
     )
-    runner = web.AppRunner(build_app(deps), access_log=None)
+    foyer.http_app = build_app(deps)
+    runner = web.AppRunner(foyer.http_app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, host, port)

@@ -142,6 +142,7 @@ class Devices:
                 report_interval_s=report_interval_s or DEFAULT_REPORT_INTERVAL_S[kind],
             )
             session.add(device)
+            session.flush()  # no ORM relationships: the device row must exist first
             binding = Binding(
                 device_id=device_id,
                 dwelling_id=dwelling_id,
@@ -212,6 +213,7 @@ class Devices:
                 report_interval_s=old.report_interval_s,
             )
             session.add(new)
+            session.flush()  # the new device row before its binding and swap rows
             retire_in(session, old_id, now)
             binding = None
             if place is not None:
