@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from core import cli_staff
 from core import settings as settings_mod
 from core.registry import Registry, RegistryError
 from core.settings import Settings
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=_db_upgrade)
     _households(sub)
     _devices(sub)
+    cli_staff.register(sub, _registry)
     return p
 
 
