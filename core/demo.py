@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.registry import Registry
+from core.registry.people import People
 from core.service import Foyer, running
 from core.settings import Settings
 
@@ -25,6 +27,7 @@ DEMO_DIR = Path(".demo")
 HOUSEHOLDS = 300
 SPEED = 600  # ten simulated minutes per second: a day of water use in 2.4 minutes
 BACKFILL_HOURS = 24
+DEMO_ADMIN = "demo-admin"
 
 
 def run_demo(settings: Settings) -> int:
@@ -33,10 +36,16 @@ def run_demo(settings: Settings) -> int:
     fleet = DEMO_DIR / "fleet.csv"
     _python("-m", "device_sim", "fleet", "--households", str(HOUSEHOLDS), "--out", str(fleet))
     _register(settings, fleet)
+    password = _demo_admin(settings)
     with _mosquitto() as mqtt_url:
+        # A development set-up: anonymous private broker, plain CoAP allowed explicitly.
         settings = replace(
-            settings, mqtt_url=mqtt_url, coap_bind=f"127.0.0.1:{_free_port(udp=True)}"
+            settings,
+            mqtt_url=mqtt_url,
+            coap_allow_plain=True,
+            coap_bind=f"127.0.0.1:{_free_port(udp=True)}",
         )
+        print(f"Staff pages: log in as {DEMO_ADMIN} with the password in {password}", flush=True)
         seconds = float(os.environ.get("FOYER_DEMO_SECONDS", "0"))
         return asyncio.run(_demo(settings, seconds))
 
@@ -59,6 +68,22 @@ def _register(settings: Settings, fleet: Path) -> None:
     registry.close()
 
 
+def _demo_admin(settings: Settings) -> Path:
+    """An admin for the demo's pages; its random password lives in a 0600 file, not logs."""
+    secret = DEMO_DIR / "admin-password"
+    registry = Registry(settings.registry)
+    try:
+        people = People(registry)
+        if not any(u["username"] == DEMO_ADMIN for u in people.list_users()):
+            password = secrets.token_urlsafe(12)
+            secret.write_text(password + "\n")
+            secret.chmod(0o600)
+            people.add_user(DEMO_ADMIN, password, ["admin"], actor="demo")
+    finally:
+        registry.close()
+    return secret
+
+
 async def _demo(settings: Settings, seconds: float) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,12 +94,32 @@ async def _demo(settings: Settings, seconds: float) -> int:
     async with running(settings) as foyer:
         print(f"Foyer demo: open http://{settings.http_bind}  (Ctrl-C to stop)", flush=True)
         sim = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "device_sim", "run", "--households", str(HOUSEHOLDS),
-            "--mqtt", settings.mqtt_url, "--speed", str(SPEED),
-            "--backfill-hours", str(BACKFILL_HOURS), "--duration-s", "0", "--client-id", "sim",
-            "--dup", "0.01", "--late", "0.01", "--garbage", "0.005", "--silent", "0.005",
+            sys.executable,
+            "-m",
+            "device_sim",
+            "run",
+            "--households",
+            str(HOUSEHOLDS),
+            "--mqtt",
+            settings.mqtt_url,
+            "--speed",
+            str(SPEED),
+            "--backfill-hours",
+            str(BACKFILL_HOURS),
+            "--duration-s",
+            "0",
+            "--client-id",
+            "sim",
+            "--dup",
+            "0.01",
+            "--late",
+            "0.01",
+            "--garbage",
+            "0.005",
+            "--silent",
+            "0.005",
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         try:
             await _summaries(foyer, stop)
         finally:
