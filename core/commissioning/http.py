@@ -54,6 +54,7 @@ def add_routes(app: web.Application, commissioning: Commissioning) -> None:
     app.router.add_post("/api/devices", commission)
     app.router.add_get("/api/devices/{device_id}", get_device)
     app.router.add_post("/api/devices/{device_id}/credentials", reissue)
+    app.router.add_post("/api/devices/{device_id}/settings", update_settings)
     app.router.add_post("/api/devices/{device_id}/swap", swap)
     app.router.add_post("/api/devices/{device_id}/retire", retire)
 
@@ -147,6 +148,20 @@ async def reissue(request: web.Request) -> web.Response:
     device_id = request.match_info["device_id"]
     result = await _translated(lambda: service.reissue(device_id, actor_of(request)))
     return web.json_response(result, headers={"Cache-Control": "no-store"})
+
+
+@requires(*TECH)
+async def update_settings(request: web.Request) -> web.Response:
+    body = await _body(request)
+    interval = _pick(body, {"report_interval_s": int}).get("report_interval_s")
+    if interval is None:
+        raise json_error(web.HTTPBadRequest, "report_interval_s is required")
+    service = request.app[COMMISSIONING]
+    device_id = request.match_info["device_id"]
+    result = await _translated(
+        lambda: service.update_settings(device_id, interval, actor_of(request))
+    )
+    return web.json_response(result)
 
 
 @requires(*TECH)

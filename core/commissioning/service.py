@@ -79,6 +79,23 @@ class Commissioning:
             "credentials": credentials,
         }
 
+    async def update_settings(
+        self, device_id: str, report_interval_s: int, actor: str
+    ) -> dict[str, Any]:
+        """Store new settings, then push them (retained) to the device's config topic."""
+        device = await asyncio.to_thread(
+            lambda: self.devices.update_settings(device_id, report_interval_s, actor=actor)
+        )
+        if self.broker is not None:
+            try:
+                await self.broker.push_config(device_id, device["kind"], device_settings(device))
+            except Exception as err:  # translated once here, never swallowed
+                raise CredentialsError(
+                    f"settings of {device_id} are saved but the broker did not take them "
+                    f"({err}); save them again when the broker is back"
+                ) from err
+        return {"device": device}
+
     async def swap(self, old_id: str, new_id: str, actor: str, **fields: Any) -> dict[str, Any]:
         device = await asyncio.to_thread(
             lambda: self.devices.swap(old_id, new_id, actor=actor, **fields)

@@ -177,6 +177,26 @@ class Devices:
             device.credentials_issued_at = now
             audit.record(session, actor, "device.credentials", device_id, now)
 
+    def update_settings(
+        self, device_id: str, report_interval_s: int, *, actor: str
+    ) -> dict[str, Any]:
+        """Change the expected reporting period (pushed to the device's config topic)."""
+        now = self._registry.now()
+        with self._registry.transaction() as session:
+            device = self._live(session, device_id)
+            _check_values(device.kind, None, report_interval_s)
+            before = device.report_interval_s
+            device.report_interval_s = report_interval_s
+            audit.record(
+                session,
+                actor,
+                "device.settings",
+                device_id,
+                now,
+                {"report_interval_s": [before, report_interval_s]},
+            )
+            return _view(device, _open_binding(session, device_id), now)
+
     def swap(
         self,
         old_id: str,

@@ -174,3 +174,15 @@ def test_list_filters_by_kind_text_and_pages(devices: Devices) -> None:
     rows, total = devices.list(kind="meter", limit=2, offset=1)
     assert ([r["device_id"] for r in rows], total) == (["m-1", "m-2"], 5)
     assert [r["device_id"] for r in devices.list(q="SN3")[0]] == ["m-3"]
+
+
+def test_settings_change_is_checked_and_audited(devices: Devices) -> None:
+    devices.commission("m-1", "meter", actor="t", dwelling_id="d-h-1")
+    assert devices.update_settings("m-1", 900, actor="alice")["report_interval_s"] == 900
+    with pytest.raises(InvalidCommissioning, match="at least 60"):
+        devices.update_settings("m-1", 5, actor="alice")
+    entry = devices.get("m-1")["history"][0]
+    assert (entry["action"], entry["details"]) == (
+        "device.settings",
+        {"report_interval_s": [3600, 900]},
+    )
