@@ -27,6 +27,8 @@ def make_settings(tmp_path: Path, influxdb: InfluxDB, db: str, mosquitto: Mosqui
         mqtt_url=mosquitto.url,
         mqtt_client_id=f"foyer-test-{uuid.uuid4().hex[:8]}",
         coap_bind=f"127.0.0.1:{free_port(kind=2)}",
+        # coap-client-notls speaks plain CoAP; OSCORE has its own tests.
+        coap_allow_plain=True,
         http_bind="127.0.0.1:0",
     )
 
