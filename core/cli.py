@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import cli_staff
+from core import cli_staff, cli_territory
 from core import settings as settings_mod
 from core.registry import Registry, RegistryError
 from core.settings import Settings
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     _households(sub)
     _devices(sub)
     cli_staff.register(sub, _registry)
+    cli_territory.register(sub)
     return p
 
 

@@ -14,7 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.commissioning import http as commissioning_http
 from core.commissioning.service import Commissioning
-from core.http import admin, login
+from core.http import admin, login, territory
 from core.http.auth import auth_middleware, public, requires
 from core.http.keys import PEOPLE, REGISTRY
 from core.ingest.directory import DeviceDirectory
@@ -52,6 +52,7 @@ def build_app(deps: HttpDeps) -> web.Application:
     app[PEOPLE] = people
     login.add_routes(app)
     admin.add_routes(app)
+    territory.add_routes(app)
     commissioning_http.add_routes(app, deps.commissioning)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

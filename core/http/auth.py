@@ -45,18 +45,17 @@ def roles_of(handler: object) -> frozenset[str]:
     return roles if isinstance(roles, frozenset) else frozenset()
 
 
-ACTOR_KEY: Final = "foyer_actor"  # request key the middleware sets
+ACTOR_KEY: Final = web.RequestKey("foyer_actor", str)  # set by the middleware
 
 
 def actor_of(request: web.Request) -> str:
     """The authenticated username (for the audit log); set by the auth middleware."""
-    actor = request.get(ACTOR_KEY)
-    if not isinstance(actor, str):
+    if ACTOR_KEY not in request:
         raise web.HTTPUnauthorized(text="login required")
-    return actor
+    return request[ACTOR_KEY]
 
 
-PRINCIPAL_KEY: Final = "foyer_principal"
+PRINCIPAL_KEY: Final = web.RequestKey("foyer_principal", Principal)
 SESSION_COOKIE: Final = "foyer_session"
 # Repeated failures for one username: lock it for a while (per process; good enough
 # against online guessing of scrypt-hashed passwords, reported in the log).

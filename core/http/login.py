@@ -94,9 +94,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @requires(*STAFF_ROLES)
 async def me(request: web.Request) -> web.Response:
-    principal = request[PRINCIPAL_KEY]
-    assert isinstance(principal, Principal)
-    return web.json_response(_me(principal))
+    return web.json_response(_me(request[PRINCIPAL_KEY]))
 
 
 def _me(principal: Principal) -> dict[str, object]:
