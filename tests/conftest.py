@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import InfluxDB, Mosquitto
+from tests.servers import InfluxDB, Mosquitto, SecureMosquitto
 
 _db_counter = itertools.count()
 
@@ -33,6 +33,17 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     workdir = tmp_path / "mosquitto"
     workdir.mkdir()
     server = Mosquitto(workdir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secure_mosquitto(tmp_path: Path) -> Iterator[SecureMosquitto]:
+    """A broker with the dynamic security plugin: only the dynsec admin exists at first."""
+    workdir = tmp_path / "mosquitto-dynsec"
+    workdir.mkdir()
+    server = SecureMosquitto(workdir)
     server.start()
     yield server
     server.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -82,18 +84,27 @@ class Mosquitto(Server):
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "autosave_interval 1\n"
+        self.conf.write_text("".join(f"{line}\n" for line in self.config_lines()))
+
+    def config_lines(self) -> list[str]:
+        return [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            *self.common_lines(),
+        ]
+
+    def common_lines(self) -> list[str]:
+        lines = [
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
             # deploy/mosquitto/mosquitto.conf explains these two: no silent drops.
-            "max_queued_messages 0\n"
-            "max_inflight_messages 0\n" + ("user root\n" if os.geteuid() == 0 else "")
-            # As root, mosquitto drops to user `mosquitto`, who cannot write a root-owned
-            # temp dir: its persistence file would silently never be saved.
-        )
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+        ]
+        # As root, mosquitto drops to user `mosquitto`, who cannot write a root-owned
+        # temp dir: its persistence file (and the dynsec json) would silently never be saved.
+        return lines + (["user root"] if os.geteuid() == 0 else [])
 
     @property
     def url(self) -> str:
@@ -108,6 +119,56 @@ class Mosquitto(Server):
                 return True
         except OSError:
             return False
+
+
+DYNSEC_PLUGINS = (  # Debian's multiarch path first, then upstream's default prefixes
+    "/usr/lib/*/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+)
+
+
+def dynsec_plugin() -> str:
+    for pattern in DYNSEC_PLUGINS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise RuntimeError("mosquitto_dynamic_security.so not found: install mosquitto 2.0")
+
+
+class SecureMosquitto(Mosquitto):
+    """Mosquitto with the dynamic security plugin, as deploy/mosquitto/mosquitto.conf.
+
+    No anonymous clients; the plugin's json starts with only the admin account that
+    `mosquitto_ctrl dynsec init` creates (ACL defaults: no publish, no subscribe).
+    """
+
+    name = "mosquitto-dynsec"
+    admin_user = "admin"
+
+    def __init__(self, workdir: Path) -> None:
+        self.admin_password = secrets.token_urlsafe(16)
+        self.dynsec_json = workdir / "dynamic-security.json"
+        subprocess.run(
+            [binary("mosquitto_ctrl"), "dynsec", "init", str(self.dynsec_json),
+             self.admin_user, self.admin_password],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        super().__init__(workdir)
+
+    def config_lines(self) -> list[str]:
+        return [
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous false",
+            f"plugin {dynsec_plugin()}",
+            f"plugin_opt_config_file {self.dynsec_json}",
+            *self.common_lines(),
+        ]
+
+    @property
+    def admin_url(self) -> str:
+        return f"mqtt://{self.admin_user}:{self.admin_password}@127.0.0.1:{self.port}"
 
 
 class InfluxDB(Server):
