@@ -10,6 +10,13 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v coap-client-notls >/dev/null 2>&1 || need+=(libcoap3-bin)
+# aiocoap's DTLS server (coaps://, DTLS-PSK) needs DTLSSocket, built from source with autoconf
+command -v autoreconf >/dev/null 2>&1 || need+=(autoconf)
+command -v automake >/dev/null 2>&1 || need+=(automake)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# the technician page's browser tests drive Debian's Chromium through its own chromedriver
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}"
   SUDO=""
