@@ -13,6 +13,8 @@ from pathlib import Path
 
 from core import cli_staff, cli_territory
 from core import settings as settings_mod
+from core.commissioning import cli as commissioning_cli
+from core.commissioning.service import CredentialsError
 from core.registry import Registry, RegistryError
 from core.settings import Settings
 
@@ -32,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.func(args, settings)
-    except RegistryError as err:
+    except (RegistryError, CredentialsError) as err:
         print(f"foyer: {err}", file=sys.stderr)
         return 1
     return code
@@ -70,7 +72,7 @@ def _households(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _devices(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = sub.add_parser("devices", help="devices").add_subparsers(required=True, metavar="ACTION")
-    add = d.add_parser("add", help="register a device")
+    add = d.add_parser("add", help="register a device without credentials (development)")
     add.add_argument("device_id")
     add.add_argument("--kind", required=True, choices=["meter", "bin", "container", "truck"])
     add.add_argument("--household")
@@ -79,9 +81,7 @@ def _devices(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("file", type=Path)
     imp.set_defaults(func=_device_import)
     d.add_parser("list", help="list devices").set_defaults(func=_device_list)
-    retire = d.add_parser("retire", help="retire a device (its data is refused from now on)")
-    retire.add_argument("device_id")
-    retire.set_defaults(func=_device_retire)
+    commissioning_cli.register(d, _registry)
 
 
 def _registry(settings: Settings) -> Registry:
@@ -126,13 +126,6 @@ def _device_list(_args: argparse.Namespace, settings: Settings) -> int:
     for row in registry.list_devices():
         household = row["household_id"] or ""
         print(f"{row['device_id']:<24} {row['kind']:<10} {row['status']:<8} {household}")
-    registry.close()
-    return 0
-
-
-def _device_retire(args: argparse.Namespace, settings: Settings) -> int:
-    registry = _registry(settings)
-    registry.retire_device(args.device_id)
     registry.close()
     return 0
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,9 +19,11 @@ from bins.rules import bin_rule
 from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, build_app
 from core.ingest import coap
+from core.ingest.broker_accounts import BrokerAccounts
 from core.ingest.directory import DeviceDirectory
 from core.ingest.model import RecordRule
 from core.ingest.mqtt import MqttIngest, MqttSettings
+from core.ingest.oscore import OscoreKeys
 from core.ingest.pipeline import Pipeline
 from core.ingest.writer import BatchWriter
 from core.metrics import Metrics
@@ -54,6 +57,7 @@ class Foyer:
     writer: BatchWriter
     pipeline: Pipeline
     commissioning: Commissioning
+    keys: OscoreKeys
     mqtt: MqttIngest | None = None
     coap_context: Any = None
     http_port: int | None = None
@@ -88,8 +92,11 @@ async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Ta
     # LIFO: background tasks stop before the store they write to is closed.
     stack.push_async_callback(_cancel_all, tasks)
     pipeline = Pipeline(directory, build_rules(), writer, metrics, settings.horizon_days * 86400)
-    commissioning = Commissioning(Devices(registry), on_change=directory.refresh)
-    return Foyer(settings, metrics, registry, store, directory, writer, pipeline, commissioning)
+    keys = OscoreKeys(settings.data_dir / "oscore")
+    commissioning = Commissioning(Devices(registry), keys=keys, on_change=directory.refresh)
+    return Foyer(
+        settings, metrics, registry, store, directory, writer, pipeline, commissioning, keys
+    )
 
 
 async def _store(
@@ -109,8 +116,23 @@ async def _store(
     return spooling
 
 
+async def _broker_accounts(foyer: Foyer, stack: AsyncExitStack) -> None:
+    """Device accounts on the broker (dynamic security), and Foyer's own ingest account."""
+    s = foyer.settings
+    if not s.mqtt_admin_url:
+        return
+    broker = BrokerAccounts(s.mqtt_admin_url, client_id=f"{s.mqtt_client_id}-admin")
+    await broker.open()
+    stack.push_async_callback(broker.close)
+    ingest = urlsplit(s.mqtt_url)
+    if ingest.username and ingest.password:
+        await broker.ensure_ingest_account(unquote(ingest.username), unquote(ingest.password))
+    foyer.commissioning.broker = broker
+
+
 async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
     s = foyer.settings
+    await _broker_accounts(foyer, stack)
     if s.mqtt_url:
         mqtt = MqttIngest(
             MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group), foyer.pipeline, foyer.metrics
@@ -120,7 +142,12 @@ async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
         foyer.mqtt = mqtt
     if s.coap_bind:
         host, port = split_bind(s.coap_bind)
-        ctx = await coap.start_server(foyer.pipeline, foyer.metrics, host, port)
+        foyer.keys.reload()  # on the loop, as aiocoap's context file locks require
+        stack.callback(foyer.keys.close)  # after the server stops: persists replay windows
+        ctx = await coap.start_server(
+            foyer.pipeline, foyer.metrics, host, port,
+            oscore=foyer.keys, allow_plain=s.coap_allow_plain, dtls=s.coap_dtls,
+        )  # fmt: skip
         stack.push_async_callback(ctx.shutdown)
         foyer.coap_context = ctx
         foyer.coap_port = port
@@ -167,6 +194,15 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
     scheduler.add_job(_gauges, "interval", seconds=2, args=[foyer], id="gauges")
     scheduler.start()
     stack.callback(scheduler.shutdown, wait=False)
+
+
+async def _refresh(foyer: Foyer) -> None:
+    """Commissioning done by another process (CLI, API worker) reaches this one."""
+    await foyer.directory.refresh()
+    if foyer.coap_context is not None:
+        # Only the process serving CoAP holds key files (their locks); on the loop,
+        # as aiocoap's context file locks are thread-local.
+        foyer.keys.reload()
 
 
 async def _gauges(foyer: Foyer) -> None:

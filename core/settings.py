@@ -22,6 +22,7 @@ ENV = {
     "mqtt_admin_url": "FOYER_MQTT_ADMIN_URL",
     "coap_bind": "FOYER_COAP_BIND",
     "coap_allow_plain": "FOYER_COAP_ALLOW_PLAIN",
+    "coap_dtls": "FOYER_COAP_DTLS",
     "http_bind": "FOYER_HTTP_BIND",
     "registry_url": "FOYER_REGISTRY_URL",
     "horizon_days": "FOYER_HORIZON_DAYS",
@@ -47,6 +48,8 @@ class Settings:
     coap_bind: str = "127.0.0.1:5683"  # empty: no CoAP ingestion
     # PROTOCOL.md: plain (unprotected) CoAP only where the configuration allows it.
     coap_allow_plain: bool = False
+    # Also serve coaps:// (DTLS-PSK, per-device keys) on the CoAP port + 1 (aiocoap's rule).
+    coap_dtls: bool = False
     http_bind: str = "127.0.0.1:8080"
     registry_url: str = ""  # empty: SQLite in data_dir
     horizon_days: float = 35.0
@@ -93,7 +96,7 @@ def _coerce(values: dict[str, Any]) -> Settings:
 def _convert(key: str, raw: Any) -> Any:
     if key == "data_dir":
         return Path(raw)
-    if key == "coap_allow_plain":
+    if key in ("coap_allow_plain", "coap_dtls"):
         return _boolean(raw)
     if key == "horizon_days":
         value = float(raw)
