@@ -27,6 +27,11 @@ class Metrics:
         )  # fmt: skip
         self.queue_depth = Gauge("foyer_write_queue_depth", "Messages awaiting storage", registry=r)
         self.spool_batches = Gauge("foyer_spool_batches", "Batches in the spool", registry=r)
+        self.http_refused = Counter(
+            "foyer_http_refused", "HTTP calls refused by authentication or roles", ["reason"],
+            registry=r,
+        )  # fmt: skip
+        self.devices = Gauge("foyer_devices", "Devices by state", ["status"], registry=r)
         self.ack_latency = Histogram(
             "foyer_ack_latency_seconds", "Receive to durable storage", ["transport"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -39,6 +40,7 @@ from meters.rules import MeterRules
 log = logging.getLogger(__name__)
 
 SHUTDOWN_DEADLINE_S = 10.0
+DEVICE_STATES_S = 60  # a full scan of the device table: once a minute is plenty
 DIRECTORY_REFRESH_S = 10  # commissioning shows up within this, or at once on first message
 
 
@@ -145,9 +147,14 @@ async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
         foyer.keys.reload()  # on the loop, as aiocoap's context file locks require
         stack.callback(foyer.keys.close)  # after the server stops: persists replay windows
         ctx = await coap.start_server(
-            foyer.pipeline, foyer.metrics, host, port,
-            oscore=foyer.keys, allow_plain=s.coap_allow_plain, dtls=s.coap_dtls,
-        )  # fmt: skip
+            foyer.pipeline,
+            foyer.metrics,
+            host,
+            port,
+            oscore=foyer.keys,
+            allow_plain=s.coap_allow_plain,
+            dtls=s.coap_dtls,
+        )
         stack.push_async_callback(ctx.shutdown)
         foyer.coap_context = ctx
         foyer.coap_port = port
@@ -192,6 +199,16 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
         coalesce=True,
     )
     scheduler.add_job(_gauges, "interval", seconds=2, args=[foyer], id="gauges")
+    scheduler.add_job(
+        _device_states,
+        "interval",
+        seconds=DEVICE_STATES_S,
+        args=[foyer],
+        id="device-states",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
     scheduler.start()
     stack.callback(scheduler.shutdown, wait=False)
 
@@ -203,6 +220,13 @@ async def _refresh(foyer: Foyer) -> None:
         # Only the process serving CoAP holds key files (their locks); on the loop,
         # as aiocoap's context file locks are thread-local.
         foyer.keys.reload()
+
+
+async def _device_states(foyer: Foyer) -> None:
+    """`foyer_devices{status}`: pending, active, silent and retired counts for dashboards."""
+    counts = await asyncio.to_thread(foyer.commissioning.devices.count_by_status)
+    for status in ("pending", "active", "silent", "retired"):
+        foyer.metrics.devices.labels(status).set(counts.get(status, 0))
 
 
 async def _gauges(foyer: Foyer) -> None:

@@ -16,7 +16,7 @@ from core.commissioning import http as commissioning_http
 from core.commissioning.service import Commissioning
 from core.http import admin, login, territory
 from core.http.auth import auth_middleware, public, requires
-from core.http.keys import PEOPLE, REGISTRY
+from core.http.keys import METRICS, PEOPLE, REGISTRY
 from core.ingest.directory import DeviceDirectory
 from core.ingest.interpret import DEVICE_ID
 from core.ingest.writer import BatchWriter
@@ -46,10 +46,12 @@ DEPS = web.AppKey("deps", HttpDeps)
 
 def build_app(deps: HttpDeps) -> web.Application:
     people = People(deps.registry)
-    app = web.Application(middlewares=[auth_middleware(people)])
+    refused = deps.metrics.http_refused
+    app = web.Application(middlewares=[auth_middleware(people, lambda r: refused.labels(r).inc())])
     app[DEPS] = deps
     app[REGISTRY] = deps.registry
     app[PEOPLE] = people
+    app[METRICS] = deps.metrics
     login.add_routes(app)
     admin.add_routes(app)
     territory.add_routes(app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -18,6 +19,8 @@ from core.registry.people import People, Principal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
+
+log = logging.getLogger(__name__)
 
 PUBLIC: Final = "public"  # no login (health, login page, webhooks that verify themselves)
 ROLES_ATTR: Final = "__foyer_roles__"
@@ -76,7 +79,7 @@ def _credential(request: web.Request) -> tuple[str, str] | None:
     return ("session", cookie) if cookie else None
 
 
-def auth_middleware(people: People) -> Any:
+def auth_middleware(people: People, refused: Callable[[str], None]) -> Any:
     """Resolve the caller once per request and enforce the route's declared roles."""
 
     @web.middleware
@@ -87,8 +90,11 @@ def auth_middleware(people: People) -> Any:
             return await handler(request)
         principal = await _resolve(people, request)
         if principal is None:
+            refused("unauthenticated")
             raise json_error(web.HTTPUnauthorized, "login required")
         if not principal.may(allowed):
+            refused("forbidden")
+            log.info("%s refused %s %s (role)", principal.username, request.method, request.path)
             raise json_error(
                 web.HTTPForbidden, f"role needed: {', '.join(sorted(allowed)) or 'admin'}"
             )

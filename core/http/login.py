@@ -16,7 +16,7 @@ from core.http.auth import (
     public,
     requires,
 )
-from core.http.keys import PEOPLE
+from core.http.keys import METRICS, PEOPLE
 from core.registry.models import STAFF_ROLES
 from core.registry.people import SESSION_TTL, Principal
 
@@ -59,12 +59,15 @@ async def login(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError) as err:
         raise json_error(web.HTTPBadRequest, "JSON body with username and password") from err
     guard = request.app[GUARD]
+    refused = request.app[METRICS].http_refused
     if guard.locked(username):
+        refused.labels("locked").inc()
         log.warning("login refused: too many failures for one username")
         raise json_error(web.HTTPTooManyRequests, "too many failed logins; try again later")
     people = request.app[PEOPLE]
     principal = await asyncio.to_thread(people.authenticate, username, password)
     if principal is None:
+        refused.labels("bad_login").inc()
         guard.failed(username)
         raise json_error(web.HTTPUnauthorized, "wrong username or password")
     guard.succeeded(username)

@@ -86,6 +86,9 @@ async def test_every_route_refuses_callers_without_the_right_role(foyer: Foyer) 
     finally:
         for s in (*sessions.values(), anonymous):
             await s.close()
+    protected = sum(1 for _m, _p, roles in routes if PUBLIC not in roles)
+    sample = foyer.metrics.registry.get_sample_value
+    assert sample("foyer_http_refused_total", {"reason": "unauthenticated"}) == protected
 
 
 async def test_public_routes_are_only_the_expected_ones(foyer: Foyer) -> None:
@@ -114,6 +117,9 @@ async def test_wrong_password_is_refused_and_repeated_failures_lock_the_account(
         # Locked now, even with the right password.
         assert await _login(s, base, "u-technician") == 429
         assert await _login(s, base, "u-billing") == 200
+    sample = foyer.metrics.registry.get_sample_value
+    assert sample("foyer_http_refused_total", {"reason": "bad_login"}) == 6
+    assert sample("foyer_http_refused_total", {"reason": "locked"}) == 1
 
 
 async def test_logout_ends_the_session(foyer: Foyer) -> None:
