@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ from aiohttp import web
 
 from core.commissioning.service import Commissioning, CredentialsError
 from core.http.auth import actor_of, json_error, requires
+from core.http.requests import int_query, json_body
 from core.registry.errors import (
     DuplicateDevice,
     InvalidCommissioning,
@@ -68,16 +68,6 @@ async def _translated(call: Callable[[], Awaitable[Any]]) -> Any:
         raise json_error(status, str(err)) from err
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except json.JSONDecodeError as err:
-        raise json_error(web.HTTPBadRequest, "the body must be a JSON object") from err
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
-    return body
-
-
 def _pick(body: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
     """Optional typed fields; empty strings mean "not given" (HTML forms send them)."""
     out: dict[str, Any] = {}
@@ -99,13 +89,6 @@ def _required(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _int_query(request: web.Request, name: str, default: int) -> int:
-    try:
-        return int(request.query.get(name, default))
-    except ValueError as err:
-        raise json_error(web.HTTPBadRequest, f"{name}: expected an integer") from err
-
-
 @requires(*TECH)
 async def list_devices(request: web.Request) -> web.Response:
     devices = request.app[COMMISSIONING].devices
@@ -115,8 +98,8 @@ async def list_devices(request: web.Request) -> web.Response:
             status=q.get("status") or None,
             kind=q.get("kind") or None,
             q=q.get("q") or None,
-            limit=_int_query(request, "limit", 100),
-            offset=_int_query(request, "offset", 0),
+            limit=int_query(request, "limit", 100),
+            offset=int_query(request, "offset", 0),
         )
     )
     return web.json_response({"devices": rows, "total": total})
@@ -132,7 +115,7 @@ async def get_device(request: web.Request) -> web.Response:
 
 @requires(*TECH)
 async def commission(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     device_id, kind = _required(body, "device_id"), _required(body, "kind")
     fields = _pick(body, _COMMISSION_FIELDS)
     service = request.app[COMMISSIONING]
@@ -152,7 +135,7 @@ async def reissue(request: web.Request) -> web.Response:
 
 @requires(*TECH)
 async def update_settings(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     interval = _pick(body, {"report_interval_s": int}).get("report_interval_s")
     if interval is None:
         raise json_error(web.HTTPBadRequest, "report_interval_s is required")
@@ -166,7 +149,7 @@ async def update_settings(request: web.Request) -> web.Response:
 
 @requires(*TECH)
 async def swap(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     new_id = _required(body, "new_device_id")
     fields = _pick(body, _SWAP_FIELDS)
     service = request.app[COMMISSIONING]

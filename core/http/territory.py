@@ -18,6 +18,7 @@ from aiohttp import web
 
 from core.http.auth import actor_of, json_error, requires
 from core.http.keys import REGISTRY
+from core.http.requests import int_query, json_body
 from core.registry.errors import (
     DuplicateTerritory,
     OccupancyConflict,
@@ -89,30 +90,10 @@ def _territory(request: web.Request) -> Territory:
     return Territory(request.app[REGISTRY])
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError as err:
-        raise json_error(web.HTTPBadRequest, "body: expected a JSON object") from err
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "body: expected a JSON object")
-    return body
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    try:
-        value = int(request.query.get(name, default))
-    except ValueError as err:
-        raise json_error(web.HTTPBadRequest, f"{name}: expected an integer") from err
-    if value < 0:
-        raise json_error(web.HTTPBadRequest, f"{name}: must not be negative")
-    return value
-
-
 def _paging(request: web.Request) -> dict[str, Any]:
     return {
-        "limit": _int_param(request, "limit", DEFAULT_LIMIT),
-        "offset": _int_param(request, "offset", 0),
+        "limit": int_query(request, "limit", DEFAULT_LIMIT),
+        "offset": int_query(request, "offset", 0),
     }
 
 
@@ -149,14 +130,14 @@ async def get_dwelling(request: web.Request) -> web.Response:
 
 @requires("billing")
 async def create_dwelling(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     view = await _run(lambda: territory.create_dwelling(body, actor=actor))
     return web.json_response(view, status=201)
 
 
 @requires("billing")
 async def update_dwelling(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     key = request.match_info["id"]
     return web.json_response(await _run(lambda: territory.update_dwelling(key, body, actor=actor)))
 
@@ -177,14 +158,14 @@ async def get_collection_point(request: web.Request) -> web.Response:
 
 @requires("billing")
 async def create_collection_point(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     view = await _run(lambda: territory.create_collection_point(body, actor=actor))
     return web.json_response(view, status=201)
 
 
 @requires("billing")
 async def update_collection_point(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     key = request.match_info["id"]
     view = await _run(lambda: territory.update_collection_point(key, body, actor=actor))
     return web.json_response(view)
@@ -208,14 +189,14 @@ async def get_household(request: web.Request) -> web.Response:
 
 @requires("billing")
 async def create_household(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     view = await _run(lambda: territory.create_household(body, actor=actor))
     return web.json_response(view, status=201)
 
 
 @requires("billing")
 async def update_household(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     key = request.match_info["id"]
     view = await _run(lambda: territory.update_household(key, body, actor=actor))
     return web.json_response(view)
@@ -224,7 +205,7 @@ async def update_household(request: web.Request) -> web.Response:
 @requires("billing")
 async def move_in(request: web.Request) -> web.Response:
     """JSON {"dwelling_id", "move_in", "move_out"?} -> 201 the new occupancy."""
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     key = request.match_info["id"]
     view = await _run(lambda: territory.move_in(key, body, actor=actor))
     return web.json_response(view, status=201)
@@ -233,7 +214,7 @@ async def move_in(request: web.Request) -> web.Response:
 @requires("billing")
 async def move_out(request: web.Request) -> web.Response:
     """JSON {"move_out"?} (default today) -> the ended occupancy."""
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     key = request.match_info["id"]
     return web.json_response(await _run(lambda: territory.move_out(key, body, actor=actor)))
 
@@ -257,7 +238,7 @@ async def get_badge(request: web.Request) -> web.Response:
 
 @requires("billing")
 async def issue_badge(request: web.Request) -> web.Response:
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     view = await _run(lambda: territory.issue_badge(body, actor=actor))
     return web.json_response(view, status=201)
 
@@ -265,7 +246,7 @@ async def issue_badge(request: web.Request) -> web.Response:
 @requires("billing")
 async def revoke_badge(request: web.Request) -> web.Response:
     """JSON {"valid_to"?} (default today): the badge opens nothing from that day."""
-    body, actor, territory = await _body(request), actor_of(request), _territory(request)
+    body, actor, territory = await json_body(request), actor_of(request), _territory(request)
     key = request.match_info["id"]
     return web.json_response(await _run(lambda: territory.revoke_badge(key, body, actor=actor)))
 
