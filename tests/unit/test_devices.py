@@ -12,21 +12,14 @@ from core.registry import Registry, UnknownDevice
 from core.registry.devices import SILENT_AFTER_PERIODS, Devices
 from core.registry.errors import DuplicateDevice, InvalidCommissioning, UnknownPlace
 from core.registry.models import CollectionPoint
+from tests.clock import Clock
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -20,23 +20,14 @@ from core.registry import (
     UnknownHousehold,
 )
 from core.registry.models import Base, Binding, Device, Household, Occupancy
+from tests.clock import Clock
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
-class Clock:
-    """A settable clock, so bindings get distinct, known times."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
