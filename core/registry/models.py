@@ -15,6 +15,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -232,3 +233,127 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(128))
     details: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+
+
+# --- care alerts (issue 4) ------------------------------------------------------------
+CARE_STATUSES: Final = ("active", "paused", "ended")
+ALERT_KINDS: Final = (
+    "inactivity",
+    "leak",
+    "continuous_flow",
+    "device_silent",
+    "meter_alarm",
+    "use_while_away",
+)
+ALERT_AUDIENCES: Final = ("family", "household", "technician")
+ALERT_STATUSES: Final = ("open", "notified", "acknowledged", "resolved")
+
+
+class CareSubscription(Base):
+    """A monitored person living alone at a household, with the consent on record."""
+
+    __tablename__ = "care_subscription"
+    __table_args__ = (CheckConstraint(f"status IN {CARE_STATUSES!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"), index=True)
+    # How staff and contacts call the person (a first name or a pseudonym): personal data.
+    person_label: Mapped[str] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(8), default="fr", server_default="fr")
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consent_by: Mapped[str] = mapped_column(String(64))  # staff who recorded it
+    consent_note: Mapped[str | None] = mapped_column(String(255))  # e.g. "signed form 2026-114"
+    care_service_phone: Mapped[str | None] = mapped_column(String(20))  # E.164
+    # Usual sleep window, local time "HH:MM" (optional: the model learns it anyway).
+    sleep_from: Mapped[str | None] = mapped_column(String(5))
+    sleep_to: Mapped[str | None] = mapped_column(String(5))
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CareContact(Base):
+    """An ordered contact of a subscription (position 1 is called first)."""
+
+    __tablename__ = "care_contact"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("care_subscription.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(128))
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    language: Mapped[str] = mapped_column(String(8), default="fr", server_default="fr")
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # replied STOP
+
+
+class AwayPeriod(Base):
+    """The resident is away (holiday, hospital): no inactivity alert; water use is news."""
+
+    __tablename__ = "away_period"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("care_subscription.id"), index=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))  # sms, staff
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """One alert through its lifecycle; ``dedupe_key`` is unique among unresolved alerts."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {ALERT_KINDS!r}", name="kind"),
+        CheckConstraint(f"audience IN {ALERT_AUDIENCES!r}", name="audience"),
+        CheckConstraint(f"status IN {ALERT_STATUSES!r}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    audience: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    dedupe_key: Mapped[str] = mapped_column(String(128), index=True)
+    household_id: Mapped[str | None] = mapped_column(ForeignKey("household.id"), index=True)
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("care_subscription.id"))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    explanation: Mapped[str] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertEvent(Base):
+    """The alert's history: opened, notified contact n, acknowledged, escalated, resolved."""
+
+    __tablename__ = "alert_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+
+
+class SmsMessage(Base):
+    """Every SMS sent or received, with the provider's id and delivery status."""
+
+    __tablename__ = "sms_message"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    direction: Mapped[str] = mapped_column(String(4))  # out, in
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # the contact's E.164 number
+    body: Mapped[str] = mapped_column(Text)
+    provider_sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # queued, sent, delivered, failed, received
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("care_contact.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
