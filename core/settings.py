@@ -26,6 +26,11 @@ ENV = {
     "http_bind": "FOYER_HTTP_BIND",
     "registry_url": "FOYER_REGISTRY_URL",
     "horizon_days": "FOYER_HORIZON_DAYS",
+    "twilio_account_sid": "FOYER_TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "FOYER_TWILIO_AUTH_TOKEN",
+    "twilio_from": "FOYER_TWILIO_FROM",
+    "twilio_api_url": "FOYER_TWILIO_API_URL",
+    "public_url": "FOYER_PUBLIC_URL",
 }
 
 
@@ -53,6 +58,13 @@ class Settings:
     http_bind: str = "127.0.0.1:8080"
     registry_url: str = ""  # empty: SQLite in data_dir
     horizon_days: float = 35.0
+    # SMS (care alerts). No account: messages go to an outbox file in data_dir (demo).
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""  # secret: from the environment, never logged
+    twilio_from: str = ""  # the sending number (E.164) or messaging service
+    twilio_api_url: str = ""  # empty: Twilio's own API; tests point it at a stand-in
+    # The address Twilio calls back (webhooks are verified against it), e.g. https://foyer.example.fr
+    public_url: str = ""
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -64,6 +76,7 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["influx_token"] = "***" if self.influx_token else ""
+        out["twilio_auth_token"] = "***" if self.twilio_auth_token else ""
         for key in ("mqtt_url", "mqtt_admin_url"):
             out[key] = without_secret(out[key])
         return out
