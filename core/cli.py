@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alerts import cli as care_cli
 from core import cli_staff, cli_territory
 from core import settings as settings_mod
 from core.commissioning import cli as commissioning_cli
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     _devices(sub)
     cli_staff.register(sub, _registry)
     cli_territory.register(sub)
+    care_cli.register(sub)
     return p
 
 

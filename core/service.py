@@ -16,6 +16,9 @@ from urllib.parse import unquote, urlsplit
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from alerts.scoring import CareScoring
+from alerts.service import CareService
+from alerts.sms import SmsSettings, build_channel
 from bins.rules import bin_rule
 from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, build_app
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_DEADLINE_S = 10.0
 DEVICE_STATES_S = 60  # a full scan of the device table: once a minute is plenty
 DIRECTORY_REFRESH_S = 10  # commissioning shows up within this, or at once on first message
+CARE_SCORE_S = 300  # every 5 minutes: the detector's delay is hours, its grid 15 minutes
+CARE_ESCALATE_S = 60  # escalation waits are 20 minutes and more
 
 
 def build_rules() -> Mapping[str, RecordRule]:
@@ -60,6 +65,9 @@ class Foyer:
     pipeline: Pipeline
     commissioning: Commissioning
     keys: OscoreKeys
+    care: CareService
+    scoring: CareScoring
+    sms: SmsSettings
     mqtt: MqttIngest | None = None
     coap_context: Any = None
     http_port: int | None = None
@@ -96,8 +104,33 @@ async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Ta
     pipeline = Pipeline(directory, build_rules(), writer, metrics, settings.horizon_days * 86400)
     keys = OscoreKeys(settings.data_dir / "oscore")
     commissioning = Commissioning(Devices(registry), keys=keys, on_change=directory.refresh)
+    sms = sms_settings(settings)
+    care = CareService(
+        registry,
+        build_channel(sms, settings.data_dir),
+        status_callback=sms.status_callback(),
+        store=store,
+    )
+    scoring = CareScoring(store, care, settings.data_dir / "care-models")
     return Foyer(
-        settings, metrics, registry, store, directory, writer, pipeline, commissioning, keys
+        settings,
+        metrics,
+        registry,
+        store,
+        directory,
+        writer,
+        pipeline,
+        commissioning,
+        keys,
+        care,
+        scoring,
+        sms,
+    )
+
+
+def sms_settings(s: Settings) -> SmsSettings:
+    return SmsSettings(
+        s.twilio_account_sid, s.twilio_auth_token, s.twilio_from, s.twilio_api_url, s.public_url
     )
 
 
@@ -170,6 +203,8 @@ async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
         time.time(),
         foyer.registry,
         foyer.commissioning,
+        foyer.care,
+        foyer.sms,
     )
     foyer.http_app = build_app(deps)
     runner = web.AppRunner(foyer.http_app, access_log=None)
@@ -181,36 +216,62 @@ async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
 
 
 def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
+    """Jobs are stateless over persisted state (registry, model files): a restart only
+    rebuilds this schedule, and the start-up run catches up a missed nightly retrain."""
     scheduler = AsyncIOScheduler(timezone="UTC")
+    start = datetime.now(UTC)
+
+    def every(func: Any, seconds: float, job_id: str, *, now: bool = False) -> None:
+        scheduler.add_job(
+            func,
+            "interval",
+            seconds=seconds,
+            args=[foyer],
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=start if now else None,
+        )
+
+    every(_refresh, DIRECTORY_REFRESH_S, "directory-refresh")
+    every(_flush_seen, 5, "first-contact")
+    every(_gauges, 2, "gauges")
+    every(_device_states, DEVICE_STATES_S, "device-states", now=True)
+    every(_care_escalate, CARE_ESCALATE_S, "care-escalate")
+    every(_care_score, CARE_SCORE_S, "care-score")
     scheduler.add_job(
-        foyer.directory.refresh,
-        "interval",
-        seconds=DIRECTORY_REFRESH_S,
-        id="directory-refresh",
-        max_instances=1,
-        coalesce=True,
+        _care_retrain, "date", run_date=start, args=[foyer, True], id="care-retrain-catch-up"
     )
     scheduler.add_job(
-        foyer.directory.flush_seen,
-        "interval",
-        seconds=5,
-        id="first-contact",
+        _care_retrain,
+        "cron",
+        hour=3,
+        minute=17,
+        timezone="Europe/Paris",
+        args=[foyer, False],
+        id="care-retrain-nightly",
         max_instances=1,
         coalesce=True,
-    )
-    scheduler.add_job(_gauges, "interval", seconds=2, args=[foyer], id="gauges")
-    scheduler.add_job(
-        _device_states,
-        "interval",
-        seconds=DEVICE_STATES_S,
-        args=[foyer],
-        id="device-states",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
     )
     scheduler.start()
     stack.callback(scheduler.shutdown, wait=False)
+
+
+async def _flush_seen(foyer: Foyer) -> None:
+    await foyer.directory.flush_seen()
+
+
+async def _care_escalate(foyer: Foyer) -> None:
+    await foyer.care.escalate_due()
+
+
+async def _care_score(foyer: Foyer) -> None:
+    await foyer.scoring.score_all()
+
+
+async def _care_retrain(foyer: Foyer, only_stale: bool) -> None:
+    trained = await foyer.scoring.retrain_all(only_stale=only_stale)
+    log.info("care models retrained: %d", trained)
 
 
 async def _refresh(foyer: Foyer) -> None:

@@ -12,6 +12,9 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from alerts import http as care_http
+from alerts.service import CareService
+from alerts.sms import SmsSettings
 from core.commissioning import http as commissioning_http
 from core.commissioning.service import Commissioning
 from core.http import admin, login, territory
@@ -39,6 +42,8 @@ class HttpDeps:
     started_at: float
     registry: Registry
     commissioning: Commissioning
+    care: CareService
+    sms: SmsSettings
 
 
 DEPS = web.AppKey("deps", HttpDeps)
@@ -55,6 +60,9 @@ def build_app(deps: HttpDeps) -> web.Application:
     login.add_routes(app)
     admin.add_routes(app)
     territory.add_routes(app)
+    care_http.add_routes(
+        app, deps.care, deps.sms, lambda reason: refused.labels(f"webhook_{reason}").inc()
+    )
     commissioning_http.add_routes(app, deps.commissioning)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
