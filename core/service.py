@@ -72,6 +72,7 @@ class Foyer:
     coap_context: Any = None
     http_port: int | None = None
     http_app: web.Application | None = None
+    scheduler: AsyncIOScheduler | None = None
     coap_port: int | None = None
 
 
@@ -222,6 +223,8 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
     start = datetime.now(UTC)
 
     def every(func: Any, seconds: float, job_id: str, *, now: bool = False) -> None:
+        # APScheduler 3 reads next_run_time=None as "paused": pass it only to run at once.
+        first = {"next_run_time": start} if now else {}
         scheduler.add_job(
             func,
             "interval",
@@ -230,7 +233,7 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
             id=job_id,
             max_instances=1,
             coalesce=True,
-            next_run_time=start if now else None,
+            **first,
         )
 
     every(_refresh, DIRECTORY_REFRESH_S, "directory-refresh")
@@ -255,6 +258,7 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
     )
     scheduler.start()
     stack.callback(scheduler.shutdown, wait=False)
+    foyer.scheduler = scheduler
 
 
 async def _flush_seen(foyer: Foyer) -> None:
