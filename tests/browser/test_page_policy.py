@@ -14,7 +14,9 @@ from importlib import resources
 
 import pytest
 
-PAGES = ["login.html", "technician.html"]
+from core.http import login
+
+PAGES = ["login.html", "technician.html", "care.html"]
 SCRIPT_RE = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 CSP_RE = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">')
 # DOM sinks that parse markup: API data must reach the page as text only.
@@ -62,3 +64,8 @@ def test_page_never_parses_data_as_markup_nor_stores_it(name: str) -> None:
     assert "localStorage" not in html
     assert "sessionStorage" not in html
     assert "indexedDB" not in html
+
+
+def test_every_routed_page_is_under_these_checks() -> None:
+    # A page added to the routes but not to PAGES above would escape the policy checks.
+    assert sorted(login.PAGES.values()) == sorted(PAGES)
