@@ -18,7 +18,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
 
-from alerts.enrolment import CareConflict, InvalidCare, UnknownSubscription
+from alerts.enrolment import UPDATABLE, CareConflict, InvalidCare, UnknownSubscription
 from alerts.service import AlertConflict, CareService, UnknownAlert
 from alerts.sms import INBOUND_PATH, STATUS_CALLBACK_PATH, SmsSettings, mask
 from core.http.auth import actor_of, json_error, public, requires
@@ -39,15 +39,6 @@ _STATUS: dict[type[Exception], type[web.HTTPException]] = {
     AlertConflict: web.HTTPConflict,
     InvalidCare: web.HTTPBadRequest,
 }
-_FIELDS: Final = (
-    "person_label",
-    "consent_note",
-    "language",
-    "care_service_phone",
-    "sleep_from",
-    "sleep_to",
-    "contacts",
-)
 
 
 class Webhooks:
@@ -169,7 +160,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     household_id = body.get("household_id")
     if not isinstance(household_id, str) or not household_id:
         raise json_error(web.HTTPBadRequest, "household_id is required")
-    fields = {k: body[k] for k in _FIELDS if k in body}
+    fields = {k: body[k] for k in sorted(UPDATABLE) if k in body}
     enrolment = request.app[CARE_SERVICE].enrolment
     actor = actor_of(request)
     view = await _translated(
@@ -200,7 +191,7 @@ async def get_subscription(request: web.Request) -> web.Response:
 @requires(*CARE)
 async def update_subscription(request: web.Request) -> web.Response:
     body = await json_body(request)
-    fields = {k: body[k] for k in _FIELDS if k in body}
+    fields = {k: body[k] for k in sorted(UPDATABLE) if k in body}
     enrolment = request.app[CARE_SERVICE].enrolment
     sub_id, actor = _id(request), actor_of(request)
     view = await _translated(
