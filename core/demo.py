@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from alerts.enrolment import Enrolment
 from core.registry import Registry
 from core.registry.people import People
 from core.service import Foyer, running
@@ -28,6 +29,7 @@ HOUSEHOLDS = 300
 SPEED = 600  # ten simulated minutes per second: a day of water use in 2.4 minutes
 BACKFILL_HOURS = 24
 DEMO_ADMIN = "demo-admin"
+CARE_HOUSEHOLDS = 5
 
 
 def run_demo(settings: Settings) -> int:
@@ -37,6 +39,7 @@ def run_demo(settings: Settings) -> int:
     _python("-m", "device_sim", "fleet", "--households", str(HOUSEHOLDS), "--out", str(fleet))
     _register(settings, fleet)
     password = _demo_admin(settings)
+    _demo_care(settings, fleet)
     with _mosquitto() as mqtt_url:
         # A development set-up: anonymous private broker, plain CoAP allowed explicitly.
         settings = replace(
@@ -82,6 +85,32 @@ def _demo_admin(settings: Settings) -> Path:
     finally:
         registry.close()
     return secret
+
+
+def _demo_care(settings: Settings, fleet: Path) -> None:
+    """A few households under care monitoring, so /care has something to show.
+
+    The numbers are fictitious (+336000000xx) and SMS go to the outbox file anyway.
+    """
+    import csv
+
+    with fleet.open(newline="") as fh:
+        metered = [r["household"] for r in csv.DictReader(fh) if r["kind"] == "meter"]
+    registry = Registry(settings.registry)
+    try:
+        enrolment = Enrolment(registry)
+        enrolled = {s["household_id"] for s in enrolment.list()}
+        for n, household in enumerate(metered[:CARE_HOUSEHOLDS], start=1):
+            if household not in enrolled:
+                enrolment.create(
+                    actor="demo",
+                    household_id=household,
+                    person_label=f"Resident {n}",
+                    consent_note="demo",
+                    contacts=[{"name": "Proche", "phone": f"+336000000{n:02d}"}],
+                )
+    finally:
+        registry.close()
 
 
 async def _demo(settings: Settings, seconds: float) -> int:
