@@ -14,6 +14,8 @@ command -v coap-client-notls >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v autoreconf >/dev/null 2>&1 || need+=(autoconf)
 command -v automake >/dev/null 2>&1 || need+=(automake)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+pyinc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+[ -f "$pyinc/Python.h" ] || need+=(python3-dev)
 # the technician page's browser tests drive Debian's Chromium through its own chromedriver
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
