@@ -7,7 +7,9 @@ family alert (issue 4). From the readings we derive:
 
 * water-use events: a frame whose volume exceeds the steady flow of the two previous
   intervals by ``MIN_USE_L`` litres. Subtracting the steady flow keeps a leak or a tap
-  left running from looking like a resident who is up and about;
+  left running from looking like a resident who is up and about; it is not subtracted
+  over a frame gap longer than ``UNKNOWN_GAP_S`` (what the index gained during a meter
+  outage may be the resident's, so it counts as use);
 * inactivity (family): the household's rhythm model (alerts.rhythm) scores the silence
   since the later of the last use and the end of the last declared away period;
   suppressed while away and while the device is silent;
@@ -60,7 +62,9 @@ def use_mask(t_s: np.ndarray, index: np.ndarray) -> np.ndarray:
     prev2 = np.concatenate([[0.0, 0.0], rate[:-2]])
     lo, hi = np.minimum(prev1, prev2), np.maximum(prev1, prev2)
     steady = (hi - lo) * dt <= np.maximum(MIN_USE_L, STEADY_TOL * hi * dt)
-    baseline = np.where(steady, lo, 0.0) * dt
+    # a steady flow is not extrapolated over a frame gap: what the index gained while
+    # the device was silent may be the resident, so it counts as use (no false alarm)
+    baseline = np.where(steady & (dt <= UNKNOWN_GAP_S), lo, 0.0) * dt
     out[1:] = delta - baseline >= MIN_USE_L
     return out
 

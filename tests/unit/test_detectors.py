@@ -65,6 +65,14 @@ def test_a_tap_left_running_is_not_a_resident_using_water() -> None:
     assert detectors.use_mask(t, index)[5:].sum() == 0
 
 
+def test_water_gained_during_a_meter_outage_is_a_use_even_on_a_steady_flow() -> None:
+    # hourly frames with a steady 13 L/h, then 11 h without frames and +144 L: extrapolating
+    # the flow would explain it all away and make the outage look like a silent resident
+    t = np.array([0, 3600, 7200, 10800, 10800 + 11 * 3600], dtype=np.int64)
+    index = np.array([0, 13, 26, 39, 183], dtype=np.float64)
+    assert detectors.use_mask(t, index).tolist() == [False, True, True, False, True]
+
+
 def test_a_meter_outage_gives_a_technician_finding_and_no_family_finding() -> None:
     r = _readings(21)
     now = START + timedelta(days=21, hours=6)  # frames stopped at midnight
