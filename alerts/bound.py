@@ -1,0 +1,105 @@
+"""A hindsight bound on inactivity detection: how fast can *any* detector be? (pure)
+
+Issue 4 asks for a median delay <= 3 h and a p95 <= 9 h at <= 4 false alerts per
+household-year. Whether a target is reachable at all depends on the behaviour, not on
+the detector: a resident who goes to bed and sleeps 10 h without a toilet trip looks,
+to a water meter, exactly like one who collapsed at bedtime. This module measures that.
+
+The oracle: a detector that alerts once the silence since the last use exceeds D,
+chosen per household and per (weekday, hour of the last use), *knowing in hindsight*
+every normal silence of the whole evaluated year. Choosing D <= d in a bin detects
+the incidents whose onset falls in that bin within d, and costs one false alert per
+normal silence in that bin longer than d. The cheapest way to cover a share q of the
+onsets is a fractional knapsack (bins by onset share per false alert), which is a
+lower bound on the false alerts of any detector of this kind -- a real one learns
+from the past only and must generalise, so it can only do worse.
+
+Onsets are weighted like the simulator draws them: uniformly over the uses. Normal
+silences exclude declared away periods, device outages (no detector alerts then) and
+the time after an incident onset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+DAY = 86400
+H = 3600
+N_BINS = 7 * 24  # weekday x hour of the last use
+TARGETS = (  # (share of onsets, within hours): median and p95 at several delays
+    (0.5, 3),
+    (0.5, 4),
+    (0.5, 5),
+    (0.95, 9),
+    (0.95, 10),
+    (0.95, 11),
+    (0.95, 12),
+)
+AFTER_ONSET_S = 14 * DAY  # an incident's silence, and the stay after it, is not normal
+
+
+@dataclass(frozen=True)
+class HouseholdGaps:
+    onset_share: np.ndarray  # (N_BINS,) share of this household's uses in each bin
+    gaps: tuple[np.ndarray, ...]  # per bin, the sorted normal silences (s)
+
+
+def _bins(t: np.ndarray) -> np.ndarray:
+    # 1970-01-01 was a Thursday: weekday = (days + 3) % 7, Monday = 0
+    return np.asarray(((t // DAY + 3) % 7) * 24 + (t % DAY) // H, dtype=np.int64)
+
+
+def household_gaps(
+    uses: np.ndarray,
+    excluded: Sequence[tuple[int, int]],
+    onsets: Sequence[int],
+) -> HouseholdGaps:
+    """The normal silences of one household by bin, and where its uses (onsets) fall."""
+    u = np.sort(np.asarray(uses, dtype=np.int64))
+    start, gap = u[:-1], np.diff(u)
+    keep = np.ones(len(start), dtype=bool)
+    for a, b in excluded:
+        keep &= ~((start < b) & (start + gap > a))
+    for o in onsets:
+        keep &= ~((start >= o) & (start < o + AFTER_ONSET_S))
+    start, gap = start[keep], gap[keep]
+    bins = _bins(start)
+    share = np.bincount(_bins(u), minlength=N_BINS) / max(len(u), 1)
+    return HouseholdGaps(share, tuple(np.sort(gap[bins == b]) for b in range(N_BINS)))
+
+
+def min_false_alerts(
+    households: Sequence[HouseholdGaps], years: float, q: float, d_s: int
+) -> float:
+    """Fewest false alerts per household-year to detect a share q of onsets within d_s."""
+    n = len(households)
+    if n == 0 or years <= 0:
+        return float("nan")
+    share = np.concatenate([h.onset_share for h in households]) / n
+    cost = np.array(
+        [len(g) - np.searchsorted(g, d_s, side="right") for h in households for g in h.gaps],
+        dtype=np.float64,
+    )
+    order = np.lexsort((cost, -share / np.maximum(cost, 1e-12)))
+    s, c = share[order], cost[order]
+    covered = np.cumsum(s)
+    k = int(np.searchsorted(covered, q))
+    if k >= len(s):
+        return float("inf")
+    before = covered[k - 1] if k else 0.0
+    total = c[:k].sum() + c[k] * (q - before) / s[k]  # fractional last bin: a lower bound
+    return float(total) / years
+
+
+def bound_report(households: Sequence[HouseholdGaps], years: float) -> list[dict[str, float]]:
+    return [
+        {
+            "share": q,
+            "within_h": float(d),
+            "min_false_alerts": min_false_alerts(households, years, q, d * H),
+        }
+        for q, d in TARGETS
+    ]
