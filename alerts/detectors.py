@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from alerts import rhythm
-from alerts.model import Finding, Recovery
+from alerts.model import LAST_USE_KEY, Finding, Recovery
 
 MIN_USE_L = 2.0  # smaller steps are meter resolution or leak jitter, not a resident
 STEADY_TOL = 0.10  # two intervals within 10 % (or MIN_USE_L) are one steady flow
@@ -227,7 +227,8 @@ def _inactivity(
             at=now,
             score=score,
             dedupe_key=key,
-            explanation=explanation,
+            # the last use, local: the SMS tells the family "no water since ..."
+            explanation={**explanation, LAST_USE_KEY: last.isoformat(timespec="minutes")},
         )
     ]
 

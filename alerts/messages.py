@@ -8,6 +8,7 @@ which would switch the message to UCS-2 and cut a segment from 160 to 70 charact
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 LANGUAGES: Final = ("fr", "en")
@@ -22,9 +23,9 @@ GSM7: Final = frozenset(
 
 _ALERT: Final[dict[str, dict[str, str]]] = {
     "inactivity": {
-        "fr": "Foyer {since}: pas d'eau utilisée chez {label} depuis un temps inhabituel. "
+        "fr": "Foyer: pas d'eau utilisée chez {label} depuis {since}, c'est inhabituel. "
         "Pouvez-vous prendre des nouvelles ? Répondez OK si vous prenez le relais.",
-        "en": "Foyer {since}: no water used at {label}'s for an unusually long time. "
+        "en": "Foyer: no water used at {label}'s since {since}, which is unusual. "
         "Could you check on them? Reply OK if you are taking care of it.",
     },
     "use_while_away": {
@@ -56,8 +57,8 @@ _CARE_SERVICE: Final = {
 }
 _CARE_WHAT: Final = {
     "inactivity": {
-        "fr": "Pas d'eau depuis un temps inhabituel (alerte de {since}).",
-        "en": "No water for an unusually long time (alert at {since}).",
+        "fr": "Pas d'eau depuis {since}, c'est inhabituel.",
+        "en": "No water since {since}, which is unusual.",
     },
     "use_while_away": {"fr": "Eau utilisée pendant l'absence.", "en": "Water used while away."},
 }
@@ -113,12 +114,32 @@ REPLIES: Final[dict[str, dict[str, str]]] = {
 }
 
 
+_YESTERDAY: Final = {"fr": "hier", "en": "yesterday"}
+_ON_DAY: Final = {"fr": "le ", "en": ""}
+
+
 def _lang(language: str) -> str:
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 
 
+def when(at: datetime, ref: datetime, language: str) -> str:
+    """A local time as a relative says it on the phone: "09:12", "hier 21:40", "le 20/11 21:40"."""
+    lang = _lang(language)
+    days = (ref.date() - at.date()).days
+    hhmm = at.strftime("%H:%M")
+    if days == 0:
+        return hhmm
+    if days == 1:
+        return f"{_YESTERDAY[lang]} {hhmm}"
+    return f"{_ON_DAY[lang]}{at.strftime('%d/%m')} {hhmm}"
+
+
 def alert_text(kind: str, label: str, since: str, language: str) -> str:
-    """The first SMS to a contact; ``since`` is the alert's local opening time "HH:MM"."""
+    """The first SMS to a contact.
+
+    ``since`` is, for inactivity, the last water use (``when``): what a relative needs to
+    judge how worrying it is; for the other kinds, the alert's local opening time.
+    """
     texts = _ALERT.get(kind, _ALERT["leak"])
     return texts[_lang(language)].format(label=label, since=since)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 KINDS = ("inactivity", "leak", "continuous_flow", "device_silent", "meter_alarm", "use_while_away")
 AUDIENCES = ("family", "household", "technician")
+LAST_USE_KEY = "last_use"  # in an inactivity explanation: local ISO time of the last use
 
 
 @dataclass(frozen=True)

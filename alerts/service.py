@@ -35,7 +35,7 @@ from alerts.enrolment import away_of as _away_rows
 from alerts.enrolment import away_view as _away_view
 from alerts.enrolment import contacts_of as _contacts
 from alerts.lifecycle import Plan, Recipient
-from alerts.model import Finding, Recovery
+from alerts.model import LAST_USE_KEY, Finding, Recovery
 from alerts.sms import SmsChannel, mask
 from core.records import METER_INDEX
 from core.registry import audit
@@ -92,6 +92,20 @@ def _iso(value: datetime | None) -> str | None:
 
 def _local_hhmm(at: datetime) -> str:
     return at.astimezone(lifecycle.LOCAL_TZ).strftime("%H:%M")
+
+
+def _since(alert: Alert, language: str) -> str:
+    """For the SMS: the last use for inactivity (as the detector stored it), else the opening."""
+    opened = alert.opened_at.astimezone(lifecycle.LOCAL_TZ)
+    try:
+        last = json.loads(alert.explanation).get(LAST_USE_KEY)
+        at = datetime.fromisoformat(last) if alert.kind == "inactivity" and last else None
+    except (ValueError, AttributeError, TypeError):
+        at = None
+    if at is None:
+        return _local_hhmm(alert.opened_at)
+    local = at.astimezone(lifecycle.LOCAL_TZ) if at.tzinfo else at  # naive = local already
+    return messages.when(local.replace(tzinfo=None), opened.replace(tzinfo=None), language)
 
 
 def explanation_text(stored: str, language: str) -> str:
@@ -611,7 +625,7 @@ def _apply(
     for send in plan.sends:
         r = send.recipient
         label = sub.person_label if sub else ""
-        since = _local_hhmm(alert.opened_at)
+        since = _since(alert, r.language)
         if send.template == "care_service":
             body = messages.care_service_text(alert.kind, label, since, r.language)
         else:

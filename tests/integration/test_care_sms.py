@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 
 from alerts import http as care_http
+from alerts import lifecycle
 from alerts.enrolment import Enrolment
-from alerts.model import Finding, Recovery
+from alerts.model import LAST_USE_KEY, Finding, Recovery
 from alerts.service import CareService
 from alerts.sms import INBOUND_PATH, OutboxChannel, SmsSettings, TwilioChannel, build_channel
 from core.http.auth import auth_middleware
@@ -90,6 +91,12 @@ async def stack(registry: Registry) -> AsyncIterator[Stack]:
             await runner.cleanup()
 
 
+def _last_use_yesterday_evening() -> str:
+    """What the detector stores: the last use, local naive ISO (yesterday 21:40 in Paris)."""
+    local = datetime.now(lifecycle.LOCAL_TZ) - timedelta(days=1)
+    return local.replace(hour=21, minute=40, tzinfo=None).isoformat(timespec="minutes")
+
+
 def _inactivity(at: datetime | None = None) -> Finding:
     return Finding(
         kind="inactivity",
@@ -99,7 +106,11 @@ def _inactivity(at: datetime | None = None) -> Finding:
         at=at or datetime.now(UTC),
         score=0.999,
         dedupe_key="inactivity:h1",
-        explanation={"fr": "pas d'eau depuis 09:12", "en": "no water since 09:12"},
+        explanation={
+            "fr": "pas d'eau depuis hier 21:40",
+            "en": "no water since yesterday 21:40",
+            LAST_USE_KEY: _last_use_yesterday_evening(),
+        },
     )
 
 
@@ -108,6 +119,7 @@ async def test_first_contact_gets_the_sms_through_the_real_twilio_library(stack:
     [sent] = stack.fake.sent
     assert sent.to == ANNE and sent.from_ == FROM
     assert "Jeanne" in sent.body and "Répondez OK" in sent.body
+    assert "depuis hier 21:40" in sent.body  # when the last water was used, not the alert
     assert "Dupont" not in sent.body  # the label only, never more personal data
     assert sent.status_callback == stack.base + "/webhooks/twilio/status"
     alert = stack.alert(alert_id)
@@ -138,6 +150,7 @@ async def test_a_failed_delivery_escalates_to_the_next_contact_at_once(stack: St
     assert status == 204
     assert [m.to for m in stack.fake.sent] == [ANNE, BOB]
     assert "Reply OK" in stack.fake.sent[1].body  # Bob reads English
+    assert "since yesterday 21:40" in stack.fake.sent[1].body
     alert = stack.alert(alert_id)
     assert alert["escalation_level"] == 2
     assert "delivery_failed" in [e["action"] for e in alert["events"]]

@@ -193,3 +193,16 @@ def test_a_non_gsm7_character_costs_a_ucs2_segment() -> None:
     assert not messages.is_gsm7("prêt")
     assert messages.segments("ê" * 71) == 2
     assert messages.segments("e" * 160) == 1
+
+
+def test_the_last_use_is_said_as_a_relative_would_say_it() -> None:
+    def paris(day: int, h: int, m: int) -> datetime:  # the service passes wall-clock times
+        return datetime(2026, 11, day, h, m, tzinfo=lc.LOCAL_TZ)
+
+    ref = paris(23, 10, 30)
+    assert messages.when(paris(23, 9, 12), ref, "fr") == "09:12"
+    assert messages.when(paris(22, 21, 40), ref, "fr") == "hier 21:40"
+    assert messages.when(paris(22, 21, 40), ref, "en") == "yesterday 21:40"
+    assert messages.when(paris(20, 21, 40), ref, "fr") == "le 20/11 21:40"
+    text = messages.alert_text("inactivity", LABEL, "hier 21:40", "fr")
+    assert "depuis hier 21:40" in text and messages.segments(text) == 1
