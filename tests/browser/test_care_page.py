@@ -67,20 +67,27 @@ def settings(settings: Settings) -> Settings:
     return settings
 
 
-def commission_meter(base_url: str, device_id: str) -> str:
-    """As a technician would, over the HTTP API: a meter in Mme Martin's dwelling."""
+def api_session(base_url: str, username: str) -> Callable[..., Any]:
+    """A logged-in HTTP client of the Foyer under test: ``call(method, path, body=None)``."""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
 
-    def post(path: str, body: dict[str, str]) -> Any:
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 (the http:// URL of the Foyer under test)
-            base_url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+            base_url + path, data, {"Content-Type": "application/json"}, method=method
         )
         with opener.open(request, timeout=10) as resp:
             return json.loads(resp.read())
 
-    post("/api/login", {"username": TECHNICIAN, "password": PASSWORD})
+    call("POST", "/api/login", {"username": username, "password": PASSWORD})
+    return call
+
+
+def commission_meter(base_url: str, device_id: str) -> str:
+    """As a technician would, over the HTTP API: a meter in Mme Martin's dwelling."""
+    call = api_session(base_url, TECHNICIAN)
     meter = {"device_id": device_id, "kind": "meter", "dwelling_id": f"d-{HOUSEHOLD}"}
-    password: str = post("/api/devices", meter)["credentials"]["mqtt"]["password"]
+    password: str = call("POST", "/api/devices", meter)["credentials"]["mqtt"]["password"]
     return password
 
 
@@ -103,15 +110,17 @@ def publish_indexes(broker: SecureMosquitto, device_id: str, password: str) -> N
     asyncio.run(send())
 
 
-def enrol(service: CareService) -> None:
-    """Enrolment without the form, for the tests about what comes after."""
-    service.enrolment.create(
+def enrol(service: CareService) -> int:
+    """Enrolment without the form, for the tests about what comes after; its id."""
+    view = service.enrolment.create(
         actor="test",
         household_id=HOUSEHOLD,
         person_label="Mme Martin",
         consent_note="formulaire signé 2026-114",
         contacts=[{"name": "Claire", "phone": CONTACT_PHONE}],
     )
+    sub_id: int = view["id"]
+    return sub_id
 
 
 def raise_inactivity(service: CareService) -> int:
@@ -334,3 +343,115 @@ def test_operator_declares_an_absence_sees_it_shaded_on_the_timeline_then_ends_i
     by_testid(driver, "nav-subscriptions").click()
     by_testid(driver, "away-back").click()
     text_becomes(driver, "away-state", lambda text: text.startswith("présent"))
+
+
+NEW_PHONE = "+33611223344"
+SECOND_PHONE = "+33712345678"
+
+
+def masked(phone: str) -> str:
+    """As the page shows a number until asked: the last two digits only."""
+    return "+" + "•" * (len(phone) - 3) + phone[-2:]
+
+
+def card_phones(driver: webdriver.Chrome) -> list[str]:
+    rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="contact"] [data-testid="phone"]')
+    return [row.text for row in rows]
+
+
+def status_badge_is(status: str) -> Callable[[webdriver.Chrome], bool]:
+    def check(driver: webdriver.Chrome) -> bool:
+        badge = driver.find_element(By.CSS_SELECTOR, '[data-testid="subscription-status"]')
+        return badge.get_attribute("data-status") == status
+
+    return check
+
+
+def test_operator_edits_a_subscription_then_ends_it_after_confirming(
+    driver: webdriver.Chrome, base_url: str, foyer: Foyer, tmp_path: Path
+) -> None:
+    sub_id = enrol(foyer.care)
+    api = api_session(base_url, CARE_USER)
+    path = f"/api/care/subscriptions/{sub_id}"
+    before = api("GET", path)
+    open_logged_in(driver, base_url, CARE_USER)
+    by_testid(driver, "nav-subscriptions").click()
+    by_testid(driver, "edit-open").click()
+    label = by_testid(driver, "edit-label")
+    assert label.get_attribute("value") == "Mme Martin"  # prefilled
+    phone = by_testid(driver, "edit-contact-phone")
+    # the number on file stays masked in the form too: empty field, masked placeholder
+    assert phone.get_attribute("value") == ""
+    assert masked(CONTACT_PHONE) in (phone.get_attribute("placeholder") or "")
+    assert CONTACT_PHONE not in driver.page_source
+
+    label.clear()
+    label.send_keys("Mme Lucie Martin")
+    phone.send_keys("06 11 22 33 44")  # no country code: the server refuses it
+    by_testid(driver, "edit-submit").click()
+    error = by_testid(driver, "edit-error")
+    assert "contacts[1].phone" in error.text and "E.164" in error.text  # the server's words
+    assert phone.get_attribute("aria-invalid") == "true"
+    assert by_testid(driver, "edit-form").is_displayed()
+    assert label.get_attribute("value") == "Mme Lucie Martin"  # nothing typed is lost
+    assert phone.get_attribute("value") == "06 11 22 33 44"
+    assert api("GET", path)["person_label"] == "Mme Martin"  # and nothing was saved
+    assert_fits_the_screen(driver)
+    driver.save_screenshot(str(tmp_path / "care-phone-edit-refused.png"))
+
+    phone.clear()
+    phone.send_keys("+33 6 11 22 33 44")
+    by_testid(driver, "edit-submit").click()
+    edit_form = (By.CSS_SELECTOR, '[data-testid="edit-form"]')
+    wait(driver).until(ec.invisibility_of_element_located(edit_form))
+    driver.refresh()
+    text_becomes(driver, "subscription-title", lambda text: text.startswith("Mme Lucie Martin"))
+    assert card_phones(driver) == [masked(NEW_PHONE)]
+    assert NEW_PHONE not in driver.page_source
+    after = api("GET", path)
+    assert after["person_label"] == "Mme Lucie Martin"
+    assert [(c["name"], c["phone"]) for c in after["contacts"]] == [("Claire", NEW_PHONE)]
+    # Only the changed fields were sent: no consent note, so the consent is not renewed.
+    assert (after["consent_at"], after["consent_by"]) == (before["consent_at"], "test")
+
+    by_testid(driver, "end-open").click()
+    by_testid(driver, "end-form")
+    assert api("GET", path)["status"] == "active"  # asking is not ending
+    driver.save_screenshot(str(tmp_path / "care-phone-end-confirm.png"))
+    by_testid(driver, "end-confirm").click()
+    steady_wait(driver).until(status_badge_is("ended"))
+    card = by_testid(driver, "subscription")
+    assert card.find_elements(By.TAG_NAME, "button") == []  # no action on an ended one
+    assert by_testid(driver, "ended-at").text not in ("", "—")
+    assert api("GET", path)["status"] == "ended"
+
+
+def test_operator_adds_a_contact_first_in_line_and_renews_the_consent(
+    driver: webdriver.Chrome, base_url: str, foyer: Foyer
+) -> None:
+    sub_id = enrol(foyer.care)
+    api = api_session(base_url, CARE_USER)
+    claire = api("GET", f"/api/care/subscriptions/{sub_id}")["contacts"][0]
+    driver.set_window_size(*DESK)
+    open_logged_in(driver, base_url, CARE_USER)
+    by_testid(driver, "nav-subscriptions").click()
+    by_testid(driver, "edit-open").click()
+    by_testid(driver, "edit-consent").send_keys("avenant signé 2026-201")
+    by_testid(driver, "edit-add-contact").click()
+    driver.find_elements(By.CSS_SELECTOR, '[data-testid="edit-contact-name"]')[1].send_keys("Paul")
+    driver.find_elements(By.CSS_SELECTOR, '[data-testid="edit-contact-phone"]')[1].send_keys(
+        SECOND_PHONE
+    )
+    driver.find_elements(By.CSS_SELECTOR, '[data-testid="edit-contact-up"]')[1].click()
+    assert_fits_the_screen(driver)
+    by_testid(driver, "edit-submit").click()
+    steady_wait(driver).until(
+        lambda d: card_phones(d) == [masked(SECOND_PHONE), masked(CONTACT_PHONE)]
+    )
+
+    after = api("GET", f"/api/care/subscriptions/{sub_id}")
+    assert [c["phone"] for c in after["contacts"]] == [SECOND_PHONE, CONTACT_PHONE]
+    assert after["contacts"][1]["id"] == claire["id"]  # same row: her SMS history and STOP kept
+    assert after["consent_note"] == "avenant signé 2026-201"
+    assert after["consent_by"] == CARE_USER  # a new note renews the consent, in her name
+    assert CARE_USER in by_testid(driver, "consent").text
