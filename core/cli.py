@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alerts import cli as care_cli
+from billing import cli as billing_cli
 from core import cli_staff, cli_territory
 from core import settings as settings_mod
 from core.commissioning import cli as commissioning_cli
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_staff.register(sub, _registry)
     cli_territory.register(sub)
     care_cli.register(sub)
+    billing_cli.register(sub)
     return p
 
 
