@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from alerts.scoring import CareScoring
 from alerts.service import CareService
 from alerts.sms import SmsSettings, build_channel
+from billing.book import TariffBook
 from bins.rules import bin_rule
 from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, build_app
@@ -206,6 +207,7 @@ async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
         foyer.commissioning,
         foyer.care,
         foyer.sms,
+        TariffBook(foyer.settings.data_dir / "tariffs"),
     )
     foyer.http_app = build_app(deps)
     runner = web.AppRunner(foyer.http_app, access_log=None)

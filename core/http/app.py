@@ -15,6 +15,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from alerts import http as care_http
 from alerts.service import CareService
 from alerts.sms import SmsSettings
+from billing import http as billing_http
+from billing.book import TariffBook
 from core.commissioning import http as commissioning_http
 from core.commissioning.service import Commissioning
 from core.http import admin, login, territory
@@ -44,6 +46,7 @@ class HttpDeps:
     commissioning: Commissioning
     care: CareService
     sms: SmsSettings
+    tariffs: TariffBook
 
 
 DEPS = web.AppKey("deps", HttpDeps)
@@ -64,6 +67,7 @@ def build_app(deps: HttpDeps) -> web.Application:
         app, deps.care, deps.sms, lambda reason: refused.labels(f"webhook_{reason}").inc()
     )
     commissioning_http.add_routes(app, deps.commissioning)
+    billing_http.add_routes(app, deps.tariffs)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -105,6 +105,8 @@ async def test_public_routes_are_only_the_expected_ones(foyer: Foyer) -> None:
         "/care",
         "/webhooks/twilio/sms",  # verified by Twilio's request signature instead
         "/webhooks/twilio/status",
+        "/api/billing/tariffs",  # the residents' fee simulator: published tariffs,
+        "/api/billing/simulate",  # a hypothetical household, nothing personal
     }
 
 
