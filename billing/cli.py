@@ -1,4 +1,5 @@
-"""``foyer billing``: simulate a household's bill from a tariff file, check tariff files.
+"""``foyer billing``: simulate a household's bill from a tariff file, check tariff files;
+billing runs (preview, issue), credit notes and the invoice list over the registry.
 
 The simulator builds one household with one bin (or none: badge containers only),
 runs the pure engine (billing/rules.py) and prints the fee lines and the total, or
@@ -8,11 +9,16 @@ the bill as JSON. Usage and an example output: docs/billing.md, "Simulator".
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import json
 import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from billing import rules
@@ -30,6 +36,11 @@ from billing.model import (
     Tariff,
     bill_as_dict,
 )
+from billing.service import BillingService, read_tariff
+from core.registry import Registry, RegistryError
+from core.settings import Settings
+from core.store.embedded import EmbeddedStore
+from core.store.influx import InfluxStore
 
 SIM_HOUSEHOLD = "simulation"
 SIM_DWELLING = "logement-1"
@@ -38,6 +49,7 @@ SIM_CONTAINER = "conteneur-1"
 SIM_BADGE = "badge-1"
 LIFT_HOUR = time(6, 0)  # a lift given as a date happens on the morning round
 DEPOSIT_HOUR = time(18, 0)
+ISSUE_ZONE = "Europe/Paris"  # default issue date: today in metropolitan France
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = billing.add_parser("check", help="validate tariff files")
     check.add_argument("tariffs", nargs="*", help="files or bundled names (default: bundled)")
     check.set_defaults(func=_check)
+    _run_commands(billing)
 
 
 def _simulate_args(p: argparse.ArgumentParser) -> None:
@@ -208,3 +221,172 @@ def _check(args: argparse.Namespace, settings: object = None) -> int:
             continue
         print(f"ok   {name}: {t.name}, {t.effective_from} to {t.effective_to}, by {t.period}")
     return 1 if failed else 0
+
+
+# ---- billing runs and invoices (docs/billing.md, "Billing runs and invoices") -----------
+
+
+def _run_commands(billing: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = billing.add_parser("run", help="billing runs").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    pre = run.add_parser("preview", help="compute a period's bills; list totals and anomalies")
+    pre.add_argument("--tariff", required=True, help="a TOML file, or a bundled name")
+    pre.add_argument("--period", required=True, help="YYYY or YYYY-S1 / YYYY-S2")
+    _actor_and_json(pre)
+    pre.set_defaults(func=_preview)
+    iss = run.add_parser("issue", help="number and store a previewed run's invoices")
+    iss.add_argument("run_id", type=int)
+    iss.add_argument("--on", type=date.fromisoformat, help="issue date (default: today)")
+    _actor_and_json(iss)
+    iss.set_defaults(func=_issue)
+    credit = billing.add_parser("credit", help="cancel an invoice with a credit note")
+    credit.add_argument("number")
+    credit.add_argument("--reason", required=True)
+    credit.add_argument("--on", type=date.fromisoformat, help="issue date (default: today)")
+    _actor_and_json(credit)
+    credit.set_defaults(func=_credit)
+    inv = billing.add_parser("invoices", help="list issued invoices and credit notes")
+    inv.add_argument("--run", type=int, help="only this run's")
+    inv.add_argument("--json", action="store_true")
+    inv.set_defaults(func=_invoices)
+
+
+def _actor_and_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--actor", default=_login(), help="name in the audit log and on the run")
+    p.add_argument("--json", action="store_true")
+
+
+def _login() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in a bare container
+        return "cli"
+
+
+@asynccontextmanager
+async def _billing(settings: Settings) -> AsyncIterator[BillingService]:
+    """The registry and the telemetry store of ``settings``, closed on the way out."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = Registry(settings.registry)
+    store: EmbeddedStore | InfluxStore
+    if settings.influx_url:
+        store = InfluxStore(settings.influx_url, settings.influx_db, settings.influx_token or None)
+    else:
+        store = EmbeddedStore(settings.data_dir / "telemetry.sqlite")
+    try:
+        registry.upgrade()
+        await store.open()
+        yield BillingService(registry, store)
+    finally:
+        await store.close()
+        registry.close()
+
+
+def _today() -> date:
+    # the issue date printed on a bill is a calendar day where the territory is
+    return datetime.now(ZoneInfo(ISSUE_ZONE)).date()
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    end = "\n" if done >= total else ""
+    print(f"\r{stage}: {done}/{total} households", end=end, file=sys.stderr, flush=True)
+
+
+def _guarded(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        return asyncio.run(work())
+    except (BillingError, RegistryError, OSError) as err:
+        print(f"foyer billing: {err}", file=sys.stderr)
+        return 1
+
+
+def _preview(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        tf = read_tariff(args.tariff)
+        period = Period.parse(args.period)
+        async with _billing(settings) as billing:
+            run = await billing.preview(tf, period, actor=args.actor, progress=_progress)
+        if args.json:
+            out = {"summary": run.summary, "anomalies": run.anomalies, "bills": run.bills}
+            print(json.dumps(out, indent=2, ensure_ascii=False))
+        else:
+            print(format_run(run.summary, run.anomalies, run.reused))
+        return 0
+
+    return _guarded(work)
+
+
+def _issue(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        on = args.on or _today()
+        async with _billing(settings) as billing:
+            done = await billing.issue(
+                args.run_id, actor=args.actor, issued_on=on, progress=_progress
+            )
+        if args.json:
+            print(json.dumps(done.__dict__, indent=2))
+            return 0
+        head = "already issued, nothing written" if done.already else "issued"
+        print(f"run {done.run_id} {head}: {len(done.invoices)} invoice(s), ", end="")
+        print(f"{done.carried} carried over, {done.cancelled} cancelled")
+        if done.invoices:
+            print(f"numbers {done.invoices[0]} to {done.invoices[-1]}")
+        return 0
+
+    return _guarded(work)
+
+
+def _credit(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        on = args.on or _today()
+        async with _billing(settings) as billing:
+            note = billing.credit_note(
+                args.number, reason=args.reason, actor=args.actor, issued_on=on
+            )
+        print(
+            json.dumps({"credit_note": note}) if args.json else f"{args.number} cancelled by {note}"
+        )
+        return 0
+
+    return _guarded(work)
+
+
+def _invoices(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        async with _billing(settings) as billing:
+            rows = billing.invoices(args.run)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            state = f"cancelled by {r['cancelled_by']}" if r["cancelled_by"] else ""
+            state = f"cancels {r['cancels']}" if r["cancels"] else state
+            print(
+                f"{r['number']}\t{r['kind']}\t{r['debtor']}\t{r['period']}\t{r['total']}\t{state}"
+            )
+        return 0
+
+    return _guarded(work)
+
+
+def format_run(summary: dict[str, Any], anomalies: list[dict[str, Any]], reused: bool) -> str:
+    """The run's totals, excluded events by reason, then one line per anomaly."""
+    s = summary
+    head = f"run {s['run']} ({s.get('status', 'preview')}) {s['territory']} {s['period']}"
+    out = [head + (", already issued: nothing computed" if reused else "")]
+    out.append(f"tariff {s['tariff']} (sha256 {s['tariff_digest'][:12]})")
+    out.append(
+        f"households {s['households']}: to issue {s['to_issue']['count']} = "
+        f"{s['to_issue']['total']}; carried over {s['carry_over']['count']} = "
+        f"{s['carry_over']['total']}; cancelled {s['cancel']['count']} = {s['cancel']['total']}; "
+        f"cannot price {s['cannot_price']}"
+    )
+    excluded = ", ".join(f"{k} {v}" for k, v in s["excluded"].items()) or "none"
+    out.append(f"events left out: {excluded}")
+    out.append(f"anomalies: {len(anomalies)}")
+    for a in anomalies:
+        when = f" {a['at']}" if a["at"] else ""
+        cols = (a["reason"], a["household"] or "-", a["ref"], f"{when} {a['detail']}".strip())
+        out.append("  " + "\t".join(cols))
+    return "\n".join(out)

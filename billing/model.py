@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from billing.errors import BillingInputError
+
+if TYPE_CHECKING:  # billing.document imports this module
+    from billing.document import Issuer
 
 PeriodKind = Literal["semester", "year"]
 CountRounding = Literal["half_up", "down", "up", "hundredths"]
@@ -116,6 +119,7 @@ class Tariff:
     vat_rate: Decimal = Decimal(0)  # percent; 0 unless the territory opted in
     recovery_threshold: Decimal = Decimal("15.00")
     below_threshold: BelowThreshold = "carry_over"
+    issuer: Issuer | None = None  # who issues the bills ([issuer]); needed to issue, not to compute
 
     def grid_for(self, category: str) -> Grid:
         return self.grids.get(category, self.grid)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from billing.document import issuer_from_toml
 from billing.errors import TariffError
 from billing.model import Grid, Tariff
 
@@ -33,7 +34,7 @@ HOUSEHOLD_KINDS = ("primary", "secondary", "professional")  # core/registry/mode
 
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _ROUNDINGS = ("half_up", "down", "up", "hundredths")
-_SECTIONS = {"tariff", "prorata", "hygiene", "recovery", "vat", "grid", "grids"}
+_SECTIONS = {"tariff", "prorata", "hygiene", "recovery", "vat", "grid", "grids", "issuer"}
 
 
 def load(path: Path) -> Tariff:
@@ -82,6 +83,8 @@ def parse(data: Mapping[str, Any], source: str) -> Tariff:
         grids=_category_grids(r, r.table(data, "grids"), grid),
     )
     tariff = _settings(r, data, tariff)
+    if "issuer" in data:
+        tariff = replace(tariff, issuer=issuer_from_toml(r.table(data, "issuer"), source))
     if tariff.effective_to < tariff.effective_from:
         raise TariffError(source, "tariff.effective_to", "before effective_from")
     return tariff

@@ -7,6 +7,7 @@ classes must stay in step with ``migrations/versions``.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Final
 
 from sqlalchemy import (
@@ -22,8 +23,13 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.registry.errors import RegistryError
 
 DEVICE_KINDS: Final = ("meter", "bin", "container", "truck")
 DEVICE_STATUSES: Final = ("pending", "active", "retired")  # "silent" is derived, not stored
@@ -357,3 +363,163 @@ class SmsMessage(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("care_contact.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- billing runs and invoices (issue 5) ------------------------------------------------
+
+
+class InvoiceImmutable(RegistryError):
+    """An attempt to change or delete an issued invoice (a credit note cancels it)."""
+
+
+RUN_STATUSES: Final = ("preview", "issued")
+INVOICE_KINDS: Final = ("invoice", "credit_note")
+# Columns of an issued invoice that nothing may change (docs/billing.md, "Immutability");
+# only ``cancelled_by`` is written once, when a credit note cancels the invoice.
+INVOICE_FROZEN: Final = (
+    "number",
+    "kind",
+    "budget",
+    "year",
+    "seq",
+    "run_id",
+    "debtor_ref",
+    "period",
+    "total",
+    "issued_at",
+    "issued_by",
+    "document",
+    "digest",
+    "cancels",
+)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact amount stored as its decimal string ("55.41").
+
+    SQLite has no decimal type (NUMERIC there is a binary float); a string keeps the
+    cents exact on every backend, and amounts are never summed in SQL.
+    """
+
+    impl = String(24)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
+        return str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class BillingRun(Base):
+    """One computation of a territory's bills for a period: a preview, then issued."""
+
+    __tablename__ = "billing_run"
+    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    territory: Mapped[str] = mapped_column(String(64), index=True)
+    period: Mapped[str] = mapped_column(String(16))
+    tariff_name: Mapped[str] = mapped_column(String(128))
+    # The tariff file itself and its SHA-256: the run's legal basis, re-read at issue.
+    tariff_digest: Mapped[str] = mapped_column(String(64))
+    tariff_text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="preview", server_default="preview")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    issued_by: Mapped[str | None] = mapped_column(String(64))
+    households: Mapped[int] = mapped_column(Integer)
+    to_issue: Mapped[int] = mapped_column(Integer)
+    total: Mapped[Decimal] = mapped_column(Money)  # of the bills to issue
+    carried: Mapped[Decimal] = mapped_column(Money)  # under the threshold, carried over
+    cancelled: Mapped[Decimal] = mapped_column(Money)  # under the threshold, cancelled
+    # SHA-256 of every bill of the preview: issue recomputes and refuses on a mismatch.
+    bills_digest: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    anomalies: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+
+
+class InvoiceSeries(Base):
+    """The gapless counter of one budget's yearly series; bumped with each insert."""
+
+    __tablename__ = "invoice_series"
+
+    budget: Mapped[str] = mapped_column(String(32), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+
+
+class Invoice(Base):
+    """An issued invoice or credit note: its document is stored once, never rewritten."""
+
+    __tablename__ = "invoice"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {INVOICE_KINDS!r}", name="kind"),
+        UniqueConstraint("budget", "year", "seq", name="uq_invoice_budget_year_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(48), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    budget: Mapped[str] = mapped_column(String(32))
+    year: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("billing_run.id"), index=True)
+    debtor_ref: Mapped[str] = mapped_column(String(64), index=True)  # household id
+    period: Mapped[str] = mapped_column(String(16))
+    total: Mapped[Decimal] = mapped_column(Money)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)  # billing.document.to_json
+    digest: Mapped[str] = mapped_column(String(64))  # its SHA-256
+    cancels: Mapped[str | None] = mapped_column(String(48))  # credit note: the invoice
+    cancelled_by: Mapped[str | None] = mapped_column(String(48))  # the credit note
+
+
+class BillingCorrection(Base):
+    """A manual amount for a household's period, with its operator and reason (audited)."""
+
+    __tablename__ = "billing_correction"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"), index=True)
+    period: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    operator: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BillingCarry(Base):
+    """A bill under the recovery threshold, carried to the household's next bill."""
+
+    __tablename__ = "billing_carry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"), index=True)
+    period: Mapped[str] = mapped_column(String(16))  # the period it was computed for
+    amount: Mapped[Decimal] = mapped_column(Money)
+    from_run: Mapped[int] = mapped_column(ForeignKey("billing_run.id"))
+    settled_by_run: Mapped[int | None] = mapped_column(ForeignKey("billing_run.id"))
+
+
+def _refuse_invoice_update(_mapper: object, _conn: object, target: Invoice) -> None:
+    state = sa_inspect(target)
+    changed = [c for c in INVOICE_FROZEN if state.attrs[c].history.has_changes()]
+    if changed:
+        raise InvoiceImmutable(f"invoice {target.number}: {', '.join(changed)} cannot change")
+    if any(old is not None for old in state.attrs["cancelled_by"].history.deleted):
+        raise InvoiceImmutable(f"invoice {target.number} is already cancelled")
+
+
+def _refuse_invoice_delete(_mapper: object, _conn: object, target: Invoice) -> None:
+    raise InvoiceImmutable(f"invoice {target.number}: an issued invoice is never deleted")
+
+
+sa_event.listen(Invoice, "before_update", _refuse_invoice_update)
+sa_event.listen(Invoice, "before_delete", _refuse_invoice_delete)

@@ -86,6 +86,27 @@ class EmbeddedStore:
                 for tags, time_ns, fields in rows.fetchall()
             ]
 
+    async def query_range(
+        self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        return await asyncio.to_thread(self._query_range, measurement, tags, start_ns, end_ns)
+
+    def _query_range(
+        self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        # tags are stored as the JSON of the record's tag tuple, so the same dump matches
+        sql = (
+            "SELECT device_id, time_ns, fields FROM points WHERE measurement = ? AND tags = ?"
+            " AND time_ns >= ? AND time_ns < ? ORDER BY time_ns, device_id"
+        )
+        args = (measurement, json.dumps(tags), start_ns, end_ns)
+        with self._lock:
+            rows = self._connection().execute(sql, args).fetchall()
+        return [
+            Record(measurement, device_id, time_ns, tuple((k, v) for k, v in json.loads(f)), tags)
+            for device_id, time_ns, f in rows
+        ]
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreUnavailable("embedded store is not open")

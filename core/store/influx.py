@@ -47,6 +47,16 @@ class InfluxStore:
         data = await self.influxql(q)
         return [r for series in _series(data) for r in _records(measurement, series)]
 
+    async def query_range(
+        self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        # tag keys are ours (TAG_KEYS), values quoted, times ints
+        where = "".join(f'"{k}" = {_quote(v)} AND ' for k, v in tags)
+        where += f"time >= {start_ns} AND time < {end_ns}"
+        q = f'SELECT * FROM "{measurement}" WHERE {where} ORDER BY time'  # noqa: S608
+        data = await self.influxql(q)
+        return [r for series in _series(data) for r in _records(measurement, series)]
+
     async def influxql(self, q: str, method: str = "GET") -> dict[str, Any]:
         params = {"db": self._db, "q": q, "epoch": "ns"}
         status, text = await self._request(method, "/query", params=params)

@@ -17,4 +17,13 @@ class TelemetryStore(Protocol):
     ) -> list[Record]:
         """Records of one device in [start_ns, end_ns), oldest first."""
 
+    async def query_range(
+        self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        """Records of every device with exactly these tags in [start_ns, end_ns), by time.
+
+        One read for a whole period (a billing run fetches a semester's lifts once
+        and groups them, rather than asking device by device).
+        """
+
     async def close(self) -> None: ...

@@ -142,6 +142,11 @@ class SpoolingStore:
     ) -> list[Record]:
         return await self._inner.query(measurement, device_id, start_ns, end_ns)
 
+    async def query_range(
+        self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        return await self._inner.query_range(measurement, tags, start_ns, end_ns)
+
     async def run_replayer(self) -> None:
         """Owned by the service's task group; ends when `close` is called."""
         delay = RETRY_MIN_S
