@@ -19,6 +19,8 @@ pyinc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 # the technician page's browser tests drive Debian's Chromium through its own chromedriver
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# printed bills embed DejaVu Sans (billing/pdf.py); without it they fall back to Vera
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}"
   SUDO=""
