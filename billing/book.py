@@ -40,3 +40,15 @@ class TariffBook:
         if name in own:
             return tariff_mod.load(own[name])
         return tariff_mod.bundled(name)
+
+    def ref(self, name: str) -> str:
+        """What ``billing.service.read_tariff`` reads for ``name``: the territory's file
+        path, else the bundled name; TariffError if the name is not one of ``names()``."""
+        if not NAME.fullmatch(name) or ".." in name:
+            raise TariffError(name, "", "not a tariff name")
+        own = self._own()
+        if name in own:
+            return str(own[name])
+        if name not in tariff_mod.bundled_names():
+            raise TariffError(name, "", f"no such tariff (known: {', '.join(self.names())})")
+        return name

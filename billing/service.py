@@ -15,6 +15,7 @@ issued document. docs/billing.md, "Billing runs and invoices", explains the choi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import tomllib
@@ -218,6 +219,27 @@ class BillingService:
         with self._registry.reading() as s:
             return _preview_of(_run(s, run_id))
 
+    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest runs first: what each is, its status and totals (no personal data)."""
+        stmt = select(BillingRun).order_by(BillingRun.id.desc()).limit(limit)
+        with self._registry.reading() as s:
+            return [
+                {
+                    "run": r.id,
+                    "territory": r.territory,
+                    "period": r.period,
+                    "tariff": r.tariff_name,
+                    "status": r.status,
+                    "created_at": r.created_at.isoformat(),
+                    "created_by": r.created_by,
+                    "issued_at": r.issued_at.isoformat() if r.issued_at else None,
+                    "households": r.households,
+                    "to_issue": r.to_issue,
+                    "total": str(r.total),
+                }
+                for r in s.scalars(stmt)
+            ]
+
     # ---- issue -----------------------------------------------------------------------
 
     async def issue(
@@ -247,7 +269,7 @@ class BillingService:
                 f"run {run_id}: the registry or the events changed since the preview; "
                 "preview the period again"
             )
-        self._issue_batches(run, tf, computed, actor, issued_on, progress)
+        await asyncio.to_thread(self._issue_batches, run, tf, computed, actor, issued_on, progress)
         with self._registry.transaction() as s:
             stored = _run(s, run_id)
             stored.status, stored.issued_by = "issued", actor
@@ -366,7 +388,13 @@ class BillingService:
             return note.number
 
     async def reissue(
-        self, household_id: str, period: str, *, actor: str, issued_on: date
+        self,
+        household_id: str,
+        period: str,
+        *,
+        actor: str,
+        issued_on: date,
+        reason: str | None = None,
     ) -> str | None:
         """A new invoice for a period whose invoice a credit note cancelled.
 
@@ -406,7 +434,7 @@ class BillingService:
                 "billing.reissue",
                 f"invoice:{number}",
                 self._registry.now(),
-                {"household": household_id, "period": period},
+                {"household": household_id, "period": period, "reason": reason or ""},
             )
             return number
 
@@ -473,15 +501,24 @@ class BillingService:
         tariff = tf.tariff
         zone = ZoneInfo(tariff.timezone)
         counted = acc.event_period(period, tariff.variable_in_arrears)
-        snapshot, dwellings, carry_ids = self._snapshot(period, counted, run_id, only)
-        events = await self._events(counted, zone)
-        accounts = acc.accounts(snapshot, events, period, zone)
-        bills, failures = _bills(tariff, accounts, period, snapshot, progress)
-        found = (
-            []
-            if only
-            else acc.anomalies(snapshot, events, period, zone, tariff.variable_in_arrears)
+        # Registry reads and the computation run in a worker thread: a 35,000-household
+        # run must not stall the event loop that serves ingestion and HTTP meanwhile.
+        snapshot, dwellings, carry_ids = await asyncio.to_thread(
+            self._snapshot, period, counted, run_id, only
         )
+        events = await self._events(counted, zone)
+
+        def pure() -> tuple[list[tuple[Account, Bill]], list[acc.Anomaly], list[acc.Anomaly]]:
+            accounts = acc.accounts(snapshot, events, period, zone)
+            bills, failures = _bills(tariff, accounts, period, snapshot, progress)
+            found = (
+                []
+                if only
+                else acc.anomalies(snapshot, events, period, zone, tariff.variable_in_arrears)
+            )
+            return bills, failures, found
+
+        bills, failures, found = await asyncio.to_thread(pure)
         return _Computed(snapshot, dwellings, carry_ids, bills, failures, found)
 
     def _snapshot(

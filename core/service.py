@@ -20,6 +20,7 @@ from alerts.scoring import CareScoring
 from alerts.service import CareService
 from alerts.sms import SmsSettings, build_channel
 from billing.book import TariffBook
+from billing.service import BillingService
 from bins.rules import bin_rule
 from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, build_app
@@ -69,6 +70,7 @@ class Foyer:
     care: CareService
     scoring: CareScoring
     sms: SmsSettings
+    billing: BillingService
     mqtt: MqttIngest | None = None
     coap_context: Any = None
     http_port: int | None = None
@@ -114,6 +116,7 @@ async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Ta
         store=store,
     )
     scoring = CareScoring(store, care, settings.data_dir / "care-models")
+    billing = BillingService(registry, store)  # runs, invoices: registry + telemetry
     return Foyer(
         settings,
         metrics,
@@ -127,6 +130,7 @@ async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Ta
         care,
         scoring,
         sms,
+        billing,
     )
 
 
@@ -208,6 +212,7 @@ async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
         foyer.care,
         foyer.sms,
         TariffBook(foyer.settings.data_dir / "tariffs"),
+        foyer.billing,
     )
     foyer.http_app = build_app(deps)
     runner = web.AppRunner(foyer.http_app, access_log=None)

@@ -17,6 +17,7 @@ from alerts.service import CareService
 from alerts.sms import SmsSettings
 from billing import http as billing_http
 from billing.book import TariffBook
+from billing.service import BillingService
 from core.commissioning import http as commissioning_http
 from core.commissioning.service import Commissioning
 from core.http import admin, login, territory
@@ -47,6 +48,7 @@ class HttpDeps:
     care: CareService
     sms: SmsSettings
     tariffs: TariffBook
+    billing: BillingService
 
 
 DEPS = web.AppKey("deps", HttpDeps)
@@ -68,6 +70,7 @@ def build_app(deps: HttpDeps) -> web.Application:
     )
     commissioning_http.add_routes(app, deps.commissioning)
     billing_http.add_routes(app, deps.tariffs)
+    billing_http.add_staff_routes(app, deps.billing, deps.tariffs)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

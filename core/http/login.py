@@ -23,7 +23,12 @@ from core.registry.people import SESSION_TTL, Principal
 log = logging.getLogger(__name__)
 
 GUARD = web.AppKey("login_guard", LoginGuard)
-PAGES = {"/login": "login.html", "/technician": "technician.html", "/care": "care.html"}
+PAGES = {
+    "/login": "login.html",
+    "/technician": "technician.html",
+    "/care": "care.html",
+    "/billing": "billing.html",
+}
 
 
 def add_routes(app: web.Application) -> None:

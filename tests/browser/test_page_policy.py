@@ -16,7 +16,7 @@ import pytest
 
 from core.http import login
 
-PAGES = ["login.html", "technician.html", "care.html"]
+PAGES = ["login.html", "technician.html", "care.html", "billing.html"]
 SCRIPT_RE = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 CSP_RE = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">')
 # DOM sinks that parse markup: API data must reach the page as text only.
