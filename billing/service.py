@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from billing import accounts as acc
+from billing import collective as coll
 from billing import document, rules
 from billing import tariff as tariff_mod
 from billing.errors import BillingError, BillingInputError
@@ -46,6 +47,7 @@ from core.registry.models import (
     BillingCorrection,
     BillingRun,
     Binding,
+    Building,
     Device,
     Dwelling,
     Household,
@@ -135,11 +137,14 @@ class _Computed:
     bills: list[tuple[Account, Bill]]
     failures: list[acc.Anomaly]
     anomalies: list[acc.Anomaly]
+    collective: coll.Collective = field(default_factory=coll.Collective)  # buildings' debtors
 
     def digest(self) -> str:
         h = hashlib.sha256()
         for _, bill in self.bills:
-            h.update(json.dumps(bill_as_dict(bill), sort_keys=True).encode())
+            split = self.collective.splits.get(bill.household_id)
+            as_dict = bill_as_dict(bill, list(split) if split is not None else None)
+            h.update(json.dumps(as_dict, sort_keys=True).encode())
         for f in self.failures:
             h.update(json.dumps(f.as_dict(), sort_keys=True).encode())
         return h.hexdigest()
@@ -316,7 +321,9 @@ class BillingService:
                 carry.settled_by_run = run_id
         if bill.disposition == "issue":
             self._add_invoice(s, run_id, tf, computed, bill, actor, issued_on)
-        elif bill.disposition == "carry_over":
+        elif bill.disposition == "carry_over" and hid not in computed.collective.debtors:
+            # a building's bill is never carried (billing_carry is per household): the
+            # run lists it as building_bill_not_carried
             s.add(
                 BillingCarry(
                     household_id=hid, period=bill.period.label, amount=bill.total, from_run=run_id
@@ -336,10 +343,12 @@ class BillingService:
         issuer = tf.tariff.issuer
         assert issuer is not None  # checked before issuing
         seq = next_seq(s, issuer.budget_code, issued_on.year)
-        hh = computed.snapshot.households[bill.household_id]
-        debtor = document.Debtor(
-            bill.household_id, hh.name or bill.household_id, computed.dwellings.get(hh.id, ())
-        )
+        debtor = computed.collective.debtors.get(bill.household_id)
+        if debtor is None:
+            hh = computed.snapshot.households[bill.household_id]
+            debtor = document.Debtor(
+                bill.household_id, hh.name or bill.household_id, computed.dwellings.get(hh.id, ())
+            )
         doc = document.doc_for(
             bill,
             seq=seq,
@@ -349,6 +358,7 @@ class BillingService:
             issuer=issuer,
             debtor=debtor,
             run_id=run_id,
+            split=computed.collective.splits.get(bill.household_id, ()),
         )
         _store_doc(s, doc, run_id, actor, self._registry.now())
         return doc.number
@@ -507,19 +517,36 @@ class BillingService:
             self._snapshot, period, counted, run_id, only
         )
         events = await self._events(counted, zone)
+        # A re-issue (``only``) is one household's: buildings are billed by runs only.
+        buildings = coll.Buildings() if only else await asyncio.to_thread(self._buildings)
 
         def pure() -> tuple[list[tuple[Account, Bill]], list[acc.Anomaly], list[acc.Anomaly]]:
-            accounts = acc.accounts(snapshot, events, period, zone)
+            # households without the buildings' shared bins (billed to the managers)
+            homes, home_events = coll.without_shared(snapshot, events, buildings)
+            accounts = acc.accounts(homes, home_events, period, zone)
             bills, failures = _bills(tariff, accounts, period, snapshot, progress)
             found = (
                 []
                 if only
-                else acc.anomalies(snapshot, events, period, zone, tariff.variable_in_arrears)
+                else acc.anomalies(homes, home_events, period, zone, tariff.variable_in_arrears)
             )
-            return bills, failures, found
+            return bills, failures, coll.tidy(found, snapshot, buildings)
 
         bills, failures, found = await asyncio.to_thread(pure)
-        return _Computed(snapshot, dwellings, carry_ids, bills, failures, found)
+        shared = coll.bill_buildings(tariff, snapshot, events, buildings, period, zone)
+        return _Computed(
+            snapshot,
+            dwellings,
+            carry_ids,
+            bills + shared.bills,
+            failures + shared.failures,
+            found + shared.anomalies,
+            shared,
+        )
+
+    def _buildings(self) -> coll.Buildings:
+        with self._registry.reading() as s:
+            return _buildings(s)
 
     def _snapshot(
         self, period: Period, counted: Period, run_id: int | None, only: str | None
@@ -590,6 +617,7 @@ def _summary(tf: TariffFile, period: Period, computed: _Computed) -> dict[str, A
         "period": period.label,
         "households": len(computed.bills) + len(computed.failures),
         "cannot_price": len(computed.failures),
+        "buildings": len(computed.collective.bills),
     }
     for disposition in ("issue", "carry_over", "cancel"):
         chosen = [b for _, b in computed.bills if b.disposition == disposition]
@@ -831,3 +859,23 @@ def _addresses(s: Session, occs: Sequence[acc.OccupancyRow]) -> dict[str, tuple[
         d = places.get(o.dwelling_id)
         out[hid] = tuple(x for x in (d.address, d.commune) if x) if d else ()
     return out
+
+
+def _buildings(s: Session) -> coll.Buildings:
+    """Every building and the dwellings in one (a few per territory: read whole)."""
+    buildings = {
+        b.id: coll.BuildingRow(
+            b.id,
+            b.name,
+            b.manager_name,
+            tuple((b.manager_address or "").splitlines()),
+            b.split_key,
+        )
+        for b in s.scalars(select(Building))
+    }
+    stmt = select(Dwelling).where(Dwelling.building_id.is_not(None)).order_by(Dwelling.id)
+    dwellings = [
+        coll.BuildingDwelling(d.id, d.building_id or "", d.address, d.shares, d.collective)
+        for d in s.scalars(stmt)
+    ]
+    return coll.Buildings(buildings, dwellings)

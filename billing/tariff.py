@@ -31,6 +31,8 @@ T = TypeVar("T")
 DEFAULT_DUPLICATE_WINDOW_S = 600
 MAX_DECIMALS = 4  # a price per kg may have mills (0.215 EUR/kg); more is a typo
 HOUSEHOLD_KINDS = ("primary", "secondary", "professional")  # core/registry/models.py
+# A building's shared bins, billed to its manager (billing/collective.py).
+COLLECTIVE = "collective"
 
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _ROUNDINGS = ("half_up", "down", "up", "hundredths")
@@ -151,7 +153,7 @@ def _grid(r: _Reader, raw: Mapping[str, Any], path: str, base: Grid) -> Grid:
 
 
 def _category_grids(r: _Reader, raw: Mapping[str, Any], base: Grid) -> dict[str, Grid]:
-    r.no_unknown(raw, "grids", set(HOUSEHOLD_KINDS))
+    r.no_unknown(raw, "grids", {*HOUSEHOLD_KINDS, COLLECTIVE})
     return {kind: _grid(r, r.table(raw, kind, path="grids"), f"grids.{kind}", base) for kind in raw}
 
 

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("--actor", default=_login(), help="name in the audit log")
     imp.set_defaults(func=_import)
     lst = actions.add_parser("list", help="list records, one per line, tab-separated")
-    lst.add_argument("kind", choices=sorted(KINDS))
+    lst.add_argument("kind", choices=sorted(LIST_COLUMNS))
     lst.add_argument("--q", help="id, address or name contains this (badges: household id)")
     lst.set_defaults(func=_list)
 

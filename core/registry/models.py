@@ -35,6 +35,7 @@ DEVICE_KINDS: Final = ("meter", "bin", "container", "truck")
 DEVICE_STATUSES: Final = ("pending", "active", "retired")  # "silent" is derived, not stored
 HOUSEHOLD_KINDS: Final = ("primary", "secondary", "professional")
 STAFF_ROLES: Final = ("technician", "care", "billing", "admin")
+SPLIT_KEYS: Final = ("none", "persons", "shares")  # how a building's bill is split
 
 # Deterministic constraint names: Alembic batch mode on SQLite can only alter or
 # drop constraints it can name.
@@ -82,6 +83,12 @@ class Dwelling(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     address: Mapped[str] = mapped_column(String(255))
     commune: Mapped[str | None] = mapped_column(String(128))
+    # Collective housing (migration 0005, ``Building`` below): the building it belongs
+    # to, its shares (tantièmes) for a split by shares, and whether it is the building's
+    # common parts, where the shared bins are bound and nobody lives.
+    building_id: Mapped[str | None] = mapped_column(ForeignKey("building.id"), index=True)
+    shares: Mapped[int | None] = mapped_column(Integer)
+    collective: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Household(Base):
@@ -523,3 +530,21 @@ def _refuse_invoice_delete(_mapper: object, _conn: object, target: Invoice) -> N
 
 sa_event.listen(Invoice, "before_update", _refuse_invoice_update)
 sa_event.listen(Invoice, "before_delete", _refuse_invoice_delete)
+
+
+# --- collective housing (issue 5) -------------------------------------------------------
+
+
+class Building(Base):
+    """A collective building: one bill for its shared bins goes to its manager (syndic,
+    landlord), split between its dwellings by ``split_key`` (docs/billing.md)."""
+
+    __tablename__ = "building"
+    __table_args__ = (CheckConstraint(f"split_key IN {SPLIT_KEYS!r}", name="split_key"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    manager_name: Mapped[str | None] = mapped_column(String(255))
+    # The manager's postal address, one printed line per text line.
+    manager_address: Mapped[str | None] = mapped_column(Text)
+    split_key: Mapped[str] = mapped_column(String(16), default="none", server_default="none")

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Final
 
 from core.registry.errors import ImportProblem
-from core.registry.models import HOUSEHOLD_KINDS
+from core.registry.models import HOUSEHOLD_KINDS, SPLIT_KEYS
 from core.registry.service import DEVICE_ID_RE
 
 Value = str | int | date | None
@@ -24,6 +24,10 @@ Parser = Callable[[object], Value]
 
 HEADER_ROW: Final = 1
 MAX_HOUSEHOLD_SIZE: Final = 99
+MAX_SHARES: Final = 1_000_000  # tantièmes: a building's total is usually 1,000 or 10,000
+MAX_ADDRESS_LINES: Final = 6
+YES: Final = ("yes", "true", "1", "oui", "y")
+NO: Final = ("no", "false", "0", "non", "n")
 # (start column, end column): periods are [start, end) and never empty (DESIGN.md).
 PERIODS: Final = (("move_in", "move_out"), ("valid_from", "valid_to"))
 
@@ -63,6 +67,46 @@ def _kind(value: object) -> Value:
     return str(value)
 
 
+def _shares(value: object) -> Value:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("expected a whole number of shares (tantièmes)")
+    if not 1 <= value <= MAX_SHARES:
+        raise ValueError(f"shares are 1 to {MAX_SHARES}")
+    return value
+
+
+def _split_key(value: object) -> Value:
+    if value not in SPLIT_KEYS:
+        raise ValueError(f"expected one of {', '.join(SPLIT_KEYS)}")
+    return str(value)
+
+
+def _flag(value: object) -> Value:
+    # Stored as a boolean; bool is an int, so it fits ``Value``.
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in YES:
+        return True
+    if text in NO:
+        return False
+    raise ValueError("expected yes or no")
+
+
+def _address_lines(value: object) -> Value:
+    """Printed lines, one per line of a multi-line cell or separated by ``|``; the
+    bill prints them as given (the last one is usually ``26000 Valence``)."""
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    lines = [part.strip() for part in value.replace("|", "\n").splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > MAX_ADDRESS_LINES or any(len(line) > 255 for line in lines):
+        raise ValueError(f"at most {MAX_ADDRESS_LINES} lines of 255 characters")
+    return "\n".join(lines) or None
+
+
 def _date(value: object) -> Value:
     try:
         if not isinstance(value, str):
@@ -85,8 +129,14 @@ FIELDS: Final[Mapping[str, Parser]] = {
     "move_out": _date,
     "valid_from": _date,
     "valid_to": _date,
+    "building_id": _id,
+    "shares": _shares,
+    "collective": _flag,
+    "manager_name": _text(255),
+    "manager_address": _address_lines,
+    "split_key": _split_key,
 }
-DEFAULTS: Final[Mapping[str, Value]] = {"kind": "primary"}
+DEFAULTS: Final[Mapping[str, Value]] = {"kind": "primary", "split_key": "none", "collective": False}
 
 
 @dataclass(frozen=True)
@@ -104,10 +154,11 @@ class Shape:
 # The CSV kinds (docs/schema.md, "Territory CSV files"). A household row also creates
 # its occupancy, so the dwelling and the move-in date are required there.
 KINDS: Final[Mapping[str, Shape]] = {
-    "dwellings": Shape(("id", "address"), ("commune",)),
+    "dwellings": Shape(("id", "address"), ("commune", "building_id", "shares", "collective")),
     "households": Shape(("id", "dwelling_id", "move_in"), ("name", "size", "kind", "move_out")),
     "collection_points": Shape(("id", "address"), ("commune",)),
     "badges": Shape(("id", "household_id", "valid_from"), ("valid_to",)),
+    "buildings": Shape(("id", "name"), ("manager_name", "manager_address", "split_key")),
 }
 
 Problems = list[tuple[str, str]]  # (column, reason) within one record
@@ -127,7 +178,7 @@ def clean(shape: Shape, raw: Mapping[str, object]) -> tuple[dict[str, Value], Pr
         if value is None and column in shape.required:
             problems.append((column, "a value is required"))
         values[column] = DEFAULTS.get(column) if value is None else value
-    refused = _period_problems(values)
+    refused = _period_problems(values) + _common_parts_problems(values)
     for column, _reason in refused:
         del values[column]  # a refused value is absent, so later checks skip the period
     return values, problems + refused
@@ -154,6 +205,14 @@ def _period_problems(values: Mapping[str, Value]) -> Problems:
         if isinstance(start, date) and isinstance(end, date) and end <= start:
             out.append((end_col, f"must be after {start_col} ({start.isoformat()})"))
     return out
+
+
+def _common_parts_problems(values: Mapping[str, Value]) -> Problems:
+    """A building's common parts (where its shared bins are bound) belong to it."""
+    # A refused building_id is absent: its own problem is reported already.
+    if values.get("collective") is True and "building_id" in values and not values["building_id"]:
+        return [("collective", "the common parts of a building need its building_id")]
+    return []
 
 
 def _shown(value: object) -> str:

@@ -24,7 +24,7 @@ from core.registry.errors import (
     InvalidTerritory,
     TerritoryImportError,
 )
-from core.registry.models import Badge, CollectionPoint, Dwelling, Household, Occupancy
+from core.registry.models import Badge, Building, CollectionPoint, Dwelling, Household, Occupancy
 from core.registry.service import Registry
 from core.registry.territory_csv import KINDS, Row, Value, overlaps, parse_csv
 
@@ -39,12 +39,14 @@ NOUNS: Final[Mapping[type[Any], str]] = {
     CollectionPoint: "collection point",
     Household: "household",
     Badge: "badge",
+    Building: "building",
 }
 MODELS: Final[Mapping[str, type[Any]]] = {
     "dwellings": Dwelling,
     "households": Household,
     "collection_points": CollectionPoint,
     "badges": Badge,
+    "buildings": Building,
 }
 
 
@@ -113,14 +115,49 @@ def _occupied(session: Session, rows: list[Row]) -> list[ImportProblem]:
     return out
 
 
+def _common_parts(session: Session, rows: list[Row]) -> list[ImportProblem]:
+    """Nobody lives in a building's common parts: its shared bins are billed to the
+    manager, not to an occupant (docs/billing.md, "Collective housing")."""
+    ids = sorted({str(r.values["dwelling_id"]) for r in rows if r.values.get("dwelling_id")})
+    common: set[str] = set()
+    for i in range(0, len(ids), CHUNK):
+        stmt = select(Dwelling.id).where(Dwelling.id.in_(ids[i : i + CHUNK]), Dwelling.collective)
+        common.update(session.scalars(stmt))
+    return [
+        ImportProblem(
+            r.number,
+            "dwelling_id",
+            f"dwelling {r.values['dwelling_id']} is a building's common parts: nobody lives there",
+        )
+        for r in rows
+        if r.values.get("dwelling_id") in common
+    ]
+
+
+def _household_ids(session: Session, rows: list[Row]) -> list[ImportProblem]:
+    """A building's id is the debtor reference of its manager's invoices, next to the
+    households' ids: the two must not meet."""
+    taken = _existing(session, Household.id, (r.values.get("id") for r in rows))
+    return [
+        ImportProblem(r.number, "id", f"{r.values['id']} is a household's id; choose another")
+        for r in rows
+        if r.values.get("id") in taken
+    ]
+
+
 def registry_problems(session: Session, kind: str, rows: list[Row]) -> list[ImportProblem]:
     """What the file gets wrong against the registry's current content."""
     problems = _taken(session, MODELS[kind], rows)
     if kind == "households":
         problems += _unknown(session, Dwelling, "dwelling_id", rows)
+        problems += _common_parts(session, rows)
         problems += _occupied(session, rows)
     elif kind == "badges":
         problems += _unknown(session, Household, "household_id", rows)
+    elif kind == "dwellings":
+        problems += _unknown(session, Building, "building_id", rows)
+    elif kind == "buildings":
+        problems += _household_ids(session, rows)
     return problems
 
 

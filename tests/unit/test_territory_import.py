@@ -24,6 +24,7 @@ from core.registry.errors import (
 from core.registry.models import (
     AuditEntry,
     Badge,
+    Building,
     CollectionPoint,
     Dwelling,
     Household,
@@ -249,7 +250,11 @@ def test_header_problems_are_reported_once_as_row_1(territory: Territory) -> Non
     problems = _refused(territory, "dwellings", "id,adress,commune\nd-001,x,y\nd-002,,\n")
     assert problems == [
         ImportProblem(1, "address", "missing column"),
-        ImportProblem(1, "adress", "unknown column; expected: id, address, commune"),
+        ImportProblem(
+            1,
+            "adress",
+            "unknown column; expected: id, address, commune, building_id, shares, collective",
+        ),
     ]
 
 
@@ -387,4 +392,103 @@ def test_cli_imports_then_lists(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "id\taddress\tcommune",
         "d-001\t1 rue des Lilas\tValence",
         "d-002\t2 rue des Lilas\t",
+    ]
+
+
+# --- collective housing: buildings and the dwellings in them ---------------------------------
+
+BUILDINGS = (
+    "id;name;manager_name;manager_address;split_key\n"
+    'bat-A;Résidence des Tilleuls;Syndic Durand;"4 avenue Victor Hugo\n26000 Valence";shares\n'
+    "bat-B;Les Cèdres;Habitat Drôme;12 rue Bayard | 26000 Valence;\n"
+    "bat-C;Le Clos;;;persons\n"
+)
+
+
+def test_buildings_import_with_manager_address_lines_and_split_key(
+    territory: Territory, registry: Registry
+) -> None:
+    assert _import(territory, "buildings", BUILDINGS) == {"kind": "buildings", "imported": 3}
+    with registry.reading() as session:
+        a, b, c = (session.get(Building, k) for k in ("bat-A", "bat-B", "bat-C"))
+        assert a is not None and b is not None and c is not None
+        assert (a.manager_name, a.manager_address, a.split_key) == (
+            "Syndic Durand",
+            "4 avenue Victor Hugo\n26000 Valence",
+            "shares",
+        )
+        assert (b.manager_address, b.split_key) == ("12 rue Bayard\n26000 Valence", "none")
+        assert (c.manager_name, c.manager_address, c.split_key) == (None, None, "persons")
+
+
+def test_dwellings_import_into_a_building_with_shares_and_common_parts(
+    territory: Territory, registry: Registry
+) -> None:
+    _import(territory, "buildings", BUILDINGS)
+    counts = _import(
+        territory,
+        "dwellings",
+        "id,address,building_id,shares,collective\n"
+        "bat-A-cp,4 av. Victor Hugo (parties communes),bat-A,,oui\n"
+        "bat-A-01,4 av. Victor Hugo apt 1,bat-A,120,\n"
+        "d-003,3 rue des Lilas,,,no\n",
+    )
+    assert counts == {"kind": "dwellings", "imported": 3}
+    with registry.reading() as session:
+        common, flat, house = (session.get(Dwelling, k) for k in ("bat-A-cp", "bat-A-01", "d-003"))
+        assert common is not None and (common.building_id, common.collective) == ("bat-A", True)
+        assert flat is not None and (flat.building_id, flat.shares, flat.collective) == (
+            "bat-A",
+            120,
+            False,
+        )
+        assert house is not None and (house.building_id, house.collective) == (None, False)
+
+
+def test_bad_building_and_dwelling_rows_are_refused_whole_with_row_column_reason(
+    territory: Territory, registry: Registry
+) -> None:
+    _with_households(territory)
+    buildings = _refused(
+        territory,
+        "buildings",
+        "id,name,split_key\nbat-1,Le Clos,tantiemes\nh-001,Homonyme,\nbat-3,,none\n",
+    )
+    assert [(p.row, p.column) for p in buildings] == [
+        (2, "split_key"),
+        (3, "id"),
+        (4, "name"),
+    ]
+    assert "none, persons, shares" in buildings[0].reason
+    assert "household's id" in buildings[1].reason
+    _import(territory, "buildings", "id,name\nbat-1,Le Clos\n")
+    dwellings = _refused(
+        territory,
+        "dwellings",
+        "id,address,building_id,shares,collective\n"
+        "d-010,x,bat-9,,\n"
+        "d-011,x,bat-1,0,\n"
+        "d-012,x,,,yes\n"
+        "d-013,x,bat-1,,peut-être\n",
+    )
+    assert [(p.row, p.column, p.reason.split(" (got")[0]) for p in dwellings] == [
+        (2, "building_id", "unknown building: bat-9 is not registered"),
+        (3, "shares", "shares are 1 to 1000000"),
+        (4, "collective", "the common parts of a building need its building_id"),
+        (5, "collective", "expected yes or no"),
+    ]
+    assert _count(registry, Building) == 1
+    assert _count(registry, Dwelling) == 2
+
+
+def test_nobody_moves_into_a_buildings_common_parts(territory: Territory) -> None:
+    _import(territory, "buildings", "id,name\nbat-1,Le Clos\n")
+    _import(territory, "dwellings", "id,address,building_id,collective\nbat-1-cp,x,bat-1,yes\n")
+    problems = _refused(
+        territory, "households", "id,dwelling_id,move_in\nh-100,bat-1-cp,2024-01-01\n"
+    )
+    assert problems == [
+        ImportProblem(
+            2, "dwelling_id", "dwelling bat-1-cp is a building's common parts: nobody lives there"
+        )
     ]
