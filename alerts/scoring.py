@@ -129,7 +129,9 @@ class CareScoring:
         if not path.exists():
             return True
         trained = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        return now - trained > STALE_MODEL
+        # an unreadable model (older version, damaged file) is on the cold-start prior:
+        # retrain it now rather than at the next nightly run
+        return now - trained > STALE_MODEL or self._load(household_id) is None
 
     def _load(self, household_id: str) -> rhythm.RhythmModel | None:
         """None = cold start: the detectors use the population prior."""

@@ -94,6 +94,12 @@ async def test_a_silent_resident_alerts_the_family_who_acknowledge_by_signed_sms
     _enrol(foyer, "h-1", "m-1", ANNE)
     await _history(foyer, "m-1", now, uses_until=now - SILENT_FOR, frames_until=now)
     assert await foyer.scoring.retrain_all(now) == 1
+    assert await foyer.scoring.retrain_all(now, only_stale=True) == 0  # fresh: kept
+    model = foyer.settings.data_dir / "care-models" / "h-1.json"
+    good = model.read_text()
+    model.write_text(good.replace('"version": 1', '"version": 0'))  # an older release's
+    assert await foyer.scoring.retrain_all(now, only_stale=True) == 1  # unreadable: retrained
+    assert model.read_text() == good
     # What the scheduler runs every 5 minutes, at a known hour of the day.
     await foyer.scoring.score_all(now)
     [sms] = fake.to(ANNE)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from alerts import cli, evaluation
+from alerts import cli, evaluation, rhythm
 from device_sim import senior
 
 
@@ -98,3 +100,38 @@ def test_an_incident_is_detected_and_a_fixed_rule_fires_after_its_hours() -> Non
     assert delay is not None and delay <= 6 * h
     assert res.detectors["fixed 8 h"].delays[0][1] == 8 * h
     assert res.detectors["rhythm"].false_causes == []
+
+
+def test_the_replay_thresholds_match_a_five_minute_loop_of_assess() -> None:
+    """The replay's shortcut (first crossing from per-day thresholds) equals the live path."""
+    day, h = evaluation.DAY, evaluation.H
+    rng = np.random.default_rng(7)
+    d0 = 20_100  # a Monday (unix days)
+    uses = []
+    for d in range(d0, d0 + 40):
+        wake = d * day + int((7 + rng.normal(0, 0.4)) * h)
+        bed = d * day + int((22 + rng.normal(0, 0.4)) * h)
+        t = wake
+        while t < bed:
+            uses.append(t)
+            t += int(rng.uniform(10, 100) * 60)
+        uses.append(bed)
+    t_s = np.asarray(uses, dtype=np.int64)
+    d = d0 + 35
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    crossing_starts = 0
+    for start_h in (3.5, 8.25, 10.0, 14.6, 19.0, 21.2):
+        s = d * day + int(start_h * h)
+        before = t_s[t_s < s]
+        rule = evaluation._Rhythm(np.append(before, s), [], d, d)
+        model = rhythm.fit(
+            pd.to_datetime(np.append(before, s), unit="s"), epoch + timedelta(seconds=d * day)
+        )
+        threshold = rule(s, d)
+        last = epoch + timedelta(seconds=s)
+        for now_s in range(s, (d + 1) * day, evaluation.TICK_S):
+            now = epoch + timedelta(seconds=now_s)
+            crossed = rhythm.assess(model, last, now, away=False)[1]
+            assert crossed == (now_s - s >= threshold), (start_h, (now_s - s) / h)
+        crossing_starts += s + threshold < (d + 1) * day
+    assert crossing_starts >= 4  # the comparison covers real crossings, not only silences
