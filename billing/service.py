@@ -296,8 +296,13 @@ class BillingService:
         with self._registry.reading() as s:
             done = _settled_households(s, run.id)
         pending = [(a, b) for a, b in computed.bills if a.household_id not in done]
+        issuer = tf.tariff.issuer
+        assert issuer is not None  # checked before issuing
         for start in range(0, len(pending), ISSUE_BATCH):
             with self._registry.transaction() as s:
+                # The series row is locked once per batch (held until the commit), so
+                # each invoice of the batch takes its number without another query.
+                s.get(InvoiceSeries, (issuer.budget_code, issued_on.year), with_for_update=True)
                 for _, bill in pending[start : start + ISSUE_BATCH]:
                     self._settle(s, run.id, tf, computed, bill, actor, issued_on)
             if progress is not None:
@@ -342,7 +347,7 @@ class BillingService:
     ) -> str:
         issuer = tf.tariff.issuer
         assert issuer is not None  # checked before issuing
-        seq = next_seq(s, issuer.budget_code, issued_on.year)
+        seq = next_seq(s, issuer.budget_code, issued_on.year, locked=True)
         debtor = computed.collective.debtors.get(bill.household_id)
         if debtor is None:
             hh = computed.snapshot.households[bill.household_id]
@@ -360,7 +365,9 @@ class BillingService:
             run_id=run_id,
             split=computed.collective.splits.get(bill.household_id, ()),
         )
-        _store_doc(s, doc, run_id, actor, self._registry.now())
+        # Not flushed one by one: the batch's invoices go in as one multi-row INSERT at
+        # its commit, where a UNIQUE violation still rolls the whole batch back.
+        _store_doc(s, doc, run_id, actor, self._registry.now(), flush=False)
         return doc.number
 
     # ---- credit notes, re-issue, corrections -----------------------------------------
@@ -665,13 +672,15 @@ def _ns(at: datetime) -> int:
 # ---- registry reads and writes (open session) --------------------------------------
 
 
-def next_seq(s: Session, budget: str, year: int) -> int:
+def next_seq(s: Session, budget: str, year: int, *, locked: bool = False) -> int:
     """The next number of a budget's yearly series, in the caller's transaction.
 
     The counter row is locked (FOR UPDATE on PostgreSQL; SQLite has one writer), so
     two issuers never get the same number, and a rollback gives the number back.
+    ``locked``: the caller's transaction has already read the row FOR UPDATE (an
+    issuing batch does it once), so the session's copy is used without a query.
     """
-    row = s.get(InvoiceSeries, (budget, year), with_for_update=True)
+    row = s.get(InvoiceSeries, (budget, year), with_for_update=None if locked else True)
     if row is None:
         row = InvoiceSeries(budget=budget, year=year, last_seq=0)
         s.add(row)
@@ -680,8 +689,15 @@ def next_seq(s: Session, budget: str, year: int) -> int:
 
 
 def _store_doc(
-    s: Session, doc: document.InvoiceDoc, run_id: int | None, actor: str, now: datetime
+    s: Session,
+    doc: document.InvoiceDoc,
+    run_id: int | None,
+    actor: str,
+    now: datetime,
+    *,
+    flush: bool = True,
 ) -> None:
+    text = document.to_json(doc)  # document.digest(doc) is the SHA-256 of this very text
     s.add(
         Invoice(
             number=doc.number,
@@ -695,12 +711,13 @@ def _store_doc(
             total=doc.total,
             issued_at=now,
             issued_by=actor,
-            document=document.to_json(doc),
-            digest=document.digest(doc),
+            document=text,
+            digest=hashlib.sha256(text.encode()).hexdigest(),
             cancels=doc.cancels,
         )
     )
-    s.flush()  # the UNIQUE constraints speak now, inside the batch
+    if flush:
+        s.flush()  # the UNIQUE constraints speak now, before the caller goes on
 
 
 def checked_document(row: Invoice) -> document.InvoiceDoc:

@@ -13,7 +13,10 @@ own process (`python -m core.cli serve`), load generators in their own processes
 
 Sizes can be changed with BENCH_MQTT_MSGS, BENCH_MQTT_PACKS, BENCH_PACK_RECORDS,
 BENCH_DEVICES, BENCH_PUBLISHERS, BENCH_COAP_SECONDS, BENCH_COAP_CONCURRENCY,
-BENCH_IMPORT_DWELLINGS.
+BENCH_IMPORT_DWELLINGS, BENCH_BILLING_HOUSEHOLDS (0 skips the billing run),
+BENCH_BILLING_PDF_SAMPLE.
+4. Billing (tests/bench_billing.py): a semester's run for a simulated territory,
+   preview and issue timed, then the PDF rate of a sample of its invoices.
 Results are printed and written to ./bench-results.json.
 """
 
@@ -35,6 +38,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.bench_billing import billing_case
+from tests.bench_billing import report as billing_report
 from tests.servers import InfluxDB, Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +56,8 @@ PUBLISHERS = int(os.environ.get("BENCH_PUBLISHERS", "1"))
 COAP_SECONDS = float(os.environ.get("BENCH_COAP_SECONDS", "15"))
 COAP_CONCURRENCY = int(os.environ.get("BENCH_COAP_CONCURRENCY", "128"))
 IMPORT_DWELLINGS = int(os.environ.get("BENCH_IMPORT_DWELLINGS", "10000"))
+BILLING_HOUSEHOLDS = int(os.environ.get("BENCH_BILLING_HOUSEHOLDS", "35000"))
+BILLING_PDF_SAMPLE = int(os.environ.get("BENCH_BILLING_PDF_SAMPLE", "1000"))
 
 CASE_TIMEOUT_S = 90.0  # per MQTT case, from first publish to all stored
 WORKER_START_S = 30.0
@@ -427,6 +434,8 @@ def report(results: dict[str, Any]) -> None:
     if reg:
         print(f"\n{reg['case']:<26}{reg['rows']:>8} rows in {reg['elapsed_s']} s"
               f" ({reg['rows_per_s']} rows/s)")  # fmt: skip
+    if results.get("billing"):
+        billing_report(results["billing"])
     for e in results["errors"]:
         print(f"ERROR: {e}")
 
@@ -450,7 +459,8 @@ def main() -> int:
     results["parameters"] = {
         "mqtt_messages": MQTT_MSGS, "mqtt_packs": MQTT_PACKS, "pack_records": PACK_RECORDS,
         "devices": DEVICES, "publishers": PUBLISHERS, "coap_seconds": COAP_SECONDS,
-        "coap_concurrency": COAP_CONCURRENCY,
+        "coap_concurrency": COAP_CONCURRENCY, "billing_households": BILLING_HOUSEHOLDS,
+        "billing_pdf_sample": BILLING_PDF_SAMPLE,
     }  # fmt: skip
     now = int(time.time())
     started = time.monotonic()
@@ -511,6 +521,13 @@ def main() -> int:
             # 3. Registry: a territory's dwellings imported from CSV in one transaction.
             results["registry"] = import_case(work, IMPORT_DWELLINGS)
             print(f"registry: {json.dumps(results['registry'])}", flush=True)
+            # 4. Billing: a semester's run over a simulated territory, and the PDF rate.
+            if BILLING_HOUSEHOLDS > 0:
+                try:
+                    results["billing"] = billing_case(work, BILLING_HOUSEHOLDS, BILLING_PDF_SAMPLE)
+                    print(f"billing: {json.dumps(results['billing'])}", flush=True)
+                except Exception as err:  # noqa: BLE001 - report it with the others
+                    results["errors"].append(f"billing: {err}")
         except Exception as err:
             results["errors"].append(f"setup: {err}")
             raise

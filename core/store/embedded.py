@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import StoreUnavailable
-from core.records import Record
+from core.records import FieldValue, Record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -102,10 +102,17 @@ class EmbeddedStore:
         args = (measurement, json.dumps(tags), start_ns, end_ns)
         with self._lock:
             rows = self._connection().execute(sql, args).fetchall()
-        return [
-            Record(measurement, device_id, time_ns, tuple((k, v) for k, v in json.loads(f)), tags)
-            for device_id, time_ns, f in rows
-        ]
+        # A semester's lifts repeat few field sets (a truck's weighings, a bin's own
+        # report): each distinct JSON text is decoded once, and its tuple shared
+        # (Records are immutable). A billing run reads over a million rows here.
+        decoded: dict[str, tuple[tuple[str, FieldValue], ...]] = {}
+        out = []
+        for device_id, time_ns, text in rows:
+            fields = decoded.get(text)
+            if fields is None:
+                fields = decoded[text] = tuple((k, v) for k, v in json.loads(text))
+            out.append(Record(measurement, device_id, time_ns, fields, tags))
+        return out
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
