@@ -14,9 +14,13 @@ onsets is a fractional knapsack (bins by onset share per false alert), which is 
 lower bound on the false alerts of any detector of this kind -- a real one learns
 from the past only and must generalise, so it can only do worse.
 
-Onsets are weighted like the simulator draws them: uniformly over the uses. Normal
-silences exclude declared away periods, device outages (no detector alerts then) and
-the time after an incident onset.
+Onsets are weighted like the simulator draws them: uniformly over the resident's
+uses (the true ones when simulated; on a territory's history, the uses seen by the
+meter, a cruder proxy). The silences are those the meter shows, excluding declared
+away periods, device outages (no detector alerts then) and the time after an
+incident onset. The bound holds for this class of detector -- one threshold per
+household, weekday and hour of the last use -- not for one that would read other
+signals (a check-in answered by the resident, another sensor).
 """
 
 from __future__ import annotations
@@ -56,8 +60,12 @@ def household_gaps(
     uses: np.ndarray,
     excluded: Sequence[tuple[int, int]],
     onsets: Sequence[int],
+    onset_uses: np.ndarray | None = None,
 ) -> HouseholdGaps:
-    """The normal silences of one household by bin, and where its uses (onsets) fall."""
+    """The normal silences of one household by bin, and where incidents may start.
+
+    ``onset_uses``: the uses incidents are drawn from (default: ``uses``).
+    """
     u = np.sort(np.asarray(uses, dtype=np.int64))
     start, gap = u[:-1], np.diff(u)
     keep = np.ones(len(start), dtype=bool)
@@ -67,7 +75,11 @@ def household_gaps(
         keep &= ~((start >= o) & (start < o + AFTER_ONSET_S))
     start, gap = start[keep], gap[keep]
     bins = _bins(start)
-    share = np.bincount(_bins(u), minlength=N_BINS) / max(len(u), 1)
+    w = u if onset_uses is None else np.asarray(onset_uses, dtype=np.int64)
+    at_home = np.ones(len(w), dtype=bool)
+    for a, b in excluded:
+        at_home &= ~((w >= a) & (w < b))
+    share = np.bincount(_bins(w[at_home]), minlength=N_BINS) / max(int(at_home.sum()), 1)
     return HouseholdGaps(share, tuple(np.sort(gap[bins == b]) for b in range(N_BINS)))
 
 

@@ -86,11 +86,21 @@ def _work(job: tuple[Any, ...]) -> evaluation.HouseholdResult:
 
 
 def _bound_work(job: tuple[Any, ...]) -> bound.HouseholdGaps:
-    """The silences the detectors see (uses from the meter), with what they may ignore."""
+    """The silences the detectors see (uses from the meter), with what they may ignore;
+    simulated incidents start at one of the resident's true uses, drawn uniformly."""
     t_s, index, truth = _inputs(job)
     uses = t_s[detectors.use_mask(t_s, index)]
     outages = detectors.outage_periods(t_s, detectors.report_interval_s(t_s))
-    return bound.household_gaps(uses, truth.away + outages, [o for o, _ in truth.incidents])
+    onsets = [o for o, _ in truth.incidents]
+    true_uses = _true_uses(job[1], job[2], job[3]) if job[0] == "sim" else None
+    return bound.household_gaps(uses, truth.away + outages, onsets, true_uses)
+
+
+def _true_uses(household: str, days: int, seed: int) -> np.ndarray:
+    from device_sim import senior
+
+    hh = senior.simulate_household(household, days, seed)
+    return hh.uses.astype(np.int64) + int(senior.START.value // 10**9)
 
 
 def _simulated(

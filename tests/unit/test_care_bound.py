@@ -66,3 +66,15 @@ def test_the_cli_reports_the_bound_next_to_the_detectors(
     args = p.parse_args([*argv, "--bound"])
     assert args.func(args, None) == 0
     assert "Hindsight bound" in capsys.readouterr().out
+
+
+def test_incidents_are_weighted_where_the_resident_uses_water() -> None:
+    uses = _hourly_days(56)
+    bedtime_uses = uses[(uses % DAY) // H == 22]  # a resident who only fell at bedtime
+    hh = bound.household_gaps(uses, [], [], onset_uses=bedtime_uses)
+    assert hh.onset_share.sum() == pytest.approx(1.0)
+    assert {int(b) % 24 for b in np.nonzero(hh.onset_share)[0]} == {22}
+    # half of them within 8 h costs half of the 55 nights that are longer
+    assert bound.min_false_alerts([hh], 56 / 365, 0.5, 8 * H) == pytest.approx(
+        (7 + 8 + 8 + 4) / (56 / 365)  # the 3 cheapest weekday bins and half of a 4th
+    )
