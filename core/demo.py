@@ -40,6 +40,7 @@ def run_demo(settings: Settings) -> int:
     _register(settings, fleet)
     password = _demo_admin(settings)
     _demo_care(settings, fleet)
+    _demo_billing(settings)
     with _mosquitto() as mqtt_url:
         # A development set-up: anonymous private broker, plain CoAP allowed explicitly.
         settings = replace(
@@ -111,6 +112,62 @@ def _demo_care(settings: Settings, fleet: Path) -> None:
                 )
     finally:
         registry.close()
+
+
+DEMO_BIN_L = 120  # the fleet's bins do not report a volume; the demo equips them all alike
+DEMO_TARIFF = """# ILLUSTRATIVE, written by `make demo`: not a published grid.
+[tariff]
+territory = "demo"
+name = "Commune de démonstration {year} (illustratif)"
+source = "illustrative, written by Foyer's demo"
+illustrative = true
+effective_from = {year}-01-01
+effective_to = {year}-12-31
+period = "semester"
+
+[grid]
+household_fixed = "42.00"
+bin_fixed = {{ "120" = "15.00" }}
+included_lifts = 6
+lift_price = {{ "120" = "2.50" }}
+included_openings = 13
+opening_price = "1.10"
+
+[issuer]
+name = "Commune de démonstration (illustratif)"
+budget_code = "01"
+budget_name = "Budget annexe déchets (illustratif)"
+siret = "00000000000000"
+address = ["1 place de la Mairie", "31000 Démonstration"]
+deliberation = "Délibération fixant la redevance incitative {year} (illustrative)"
+payment = ["Par virement auprès du comptable public (illustratif)"]
+collectivity_code = "001"
+post_code = "031000"
+"""
+
+
+def _demo_billing(settings: Settings) -> None:
+    """Bins with a volume and this year's illustrative tariff, so /billing can preview."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from core.registry.models import Device
+
+    registry = Registry(settings.registry)
+    try:
+        with registry.transaction() as session:
+            session.execute(
+                update(Device)
+                .where(Device.kind == "bin", Device.volume_l.is_(None))
+                .values(volume_l=DEMO_BIN_L)
+            )
+    finally:
+        registry.close()
+    year = datetime.now(UTC).year
+    folder = settings.data_dir / "tariffs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"demo-{year}.toml").write_text(DEMO_TARIFF.format(year=year), encoding="utf-8")
 
 
 async def _demo(settings: Settings, seconds: float) -> int:
