@@ -48,6 +48,7 @@ class BindingRow:
     volume_l: int | None
     valid_from: datetime
     valid_to: datetime | None  # exclusive
+    stream: str = "residual"  # the device's waste stream (migration 0006)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,12 @@ def equipment(row: BindingRow, zone: ZoneInfo) -> Equipment:
     """A swap at 10:00 on day D: the old bin's last day is D - 1, the new one's first D."""
     last = row.valid_to.astimezone(zone).date() - ONE_DAY if row.valid_to else None
     return Equipment(
-        row.bin_id, row.dwelling_id, row.volume_l or 0, row.valid_from.astimezone(zone).date(), last
+        row.bin_id,
+        row.dwelling_id,
+        row.volume_l or 0,
+        row.valid_from.astimezone(zone).date(),
+        last,
+        row.stream,
     )
 
 
@@ -138,11 +144,11 @@ def billed_households(snapshot: Snapshot, period: Period) -> list[str]:
 
 def accounts(snapshot: Snapshot, events: Events, period: Period, zone: ZoneInfo) -> list[Account]:
     """One account per billed household, in household id order."""
-    by_dwelling_bins = _group(snapshot.bindings, lambda b: b.dwelling_id)
-    lifts_by_bin = _group(events.lifts, lambda e: e.device_id)
-    deposits_by_badge = _group(events.deposits, lambda e: e.badge_id)
-    occ_by_household = _group(snapshot.occupancies, lambda o: o.household_id)
-    badges_by_household = _group(snapshot.badges, lambda b: b.household_id)
+    by_dwelling_bins = group(snapshot.bindings, lambda b: b.dwelling_id)
+    lifts_by_bin = group(events.lifts, lambda e: e.device_id)
+    deposits_by_badge = group(events.deposits, lambda e: e.badge_id)
+    occ_by_household = group(snapshot.occupancies, lambda o: o.household_id)
+    badges_by_household = group(snapshot.badges, lambda b: b.household_id)
     out = []
     for hid in billed_households(snapshot, period):
         hh = snapshot.households[hid]
@@ -197,15 +203,15 @@ def anomalies(
 def _lift_anomalies(
     snapshot: Snapshot, lifts: Iterable[LiftEvent], zone: ZoneInfo
 ) -> list[Anomaly]:
-    bindings = _group(snapshot.bindings, lambda b: b.bin_id)
-    occ_by_dwelling = _group(snapshot.occupancies, lambda o: o.dwelling_id)
+    bindings = group(snapshot.bindings, lambda b: b.bin_id)
+    occ_by_dwelling = group(snapshot.occupancies, lambda o: o.dwelling_id)
     out = []
     for e in lifts:
         if e.device_id in snapshot.trucks:
             # PROTOCOL.md: a truck names the bin it read; a lift in its own name had no chip.
             out.append(Anomaly("unread_chip", e.device_id, at=e.at, detail="truck lift, no bin"))
             continue
-        place = next((b for b in bindings.get(e.device_id, []) if _bound_at(b, e.at)), None)
+        place = next((b for b in bindings.get(e.device_id, []) if bound_at(b, e.at)), None)
         if place is None:
             out.append(Anomaly("lift_of_unbound_bin", e.device_id, at=e.at))
             continue
@@ -234,7 +240,7 @@ def _silent_bins(
     days_by_bin: dict[str, set[date]] = defaultdict(set)
     for e in lifts:
         days_by_bin[e.device_id].add(e.at.astimezone(zone).date())
-    bins = _group(snapshot.bindings, lambda b: b.dwelling_id)
+    bins = group(snapshot.bindings, lambda b: b.dwelling_id)
     out = []
     for o in snapshot.occupancies:
         if o.household_id not in snapshot.households:
@@ -262,7 +268,7 @@ def _silent_badges(
 
 def _bare_dwellings(snapshot: Snapshot, period: Period, zone: ZoneInfo) -> list[Anomaly]:
     """Occupied in the period, with no bin there and no badge for its household."""
-    bins = _group(snapshot.bindings, lambda b: b.dwelling_id)
+    bins = group(snapshot.bindings, lambda b: b.dwelling_id)
     with_badge = {
         b.household_id for b in snapshot.badges if _overlaps(b.valid_from, b.valid_to, period)
     }
@@ -280,7 +286,8 @@ def _bare_dwellings(snapshot: Snapshot, period: Period, zone: ZoneInfo) -> list[
 # ---- helpers -------------------------------------------------------------------------
 
 
-def _group(rows: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
+def group(rows: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
+    """Rows by key, in their order (billing/collective.py groups with it too)."""
     out: dict[str, list[T]] = defaultdict(list)
     for row in rows:
         out[key(row)].append(row)
@@ -292,7 +299,8 @@ def _overlaps(start: date, end: date | None, period: Period) -> bool:
     return start <= period.last_day and (end is None or end > period.first_day)
 
 
-def _bound_at(b: BindingRow, at: datetime) -> bool:
+def bound_at(b: BindingRow, at: datetime) -> bool:
+    """The binding holds at ``at``: half-open [valid_from, valid_to)."""
     return b.valid_from <= at and (b.valid_to is None or at < b.valid_to)
 
 

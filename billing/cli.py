@@ -96,15 +96,7 @@ def _simulate(args: argparse.Namespace, settings: object = None) -> int:
         tariff = _tariff(args.tariff)
         arrears = _tariff(args.arrears_tariff) if args.arrears_tariff else None
         period = Period.parse(args.period)
-        account = simulated_account(args, tariff, period)
-        bill = rules.compute(
-            tariff,
-            account,
-            period,
-            language=args.lang,
-            arrears_tariff=arrears,
-            carried_over=args.carried_over,
-        )
+        bill = simulated_bill(args, tariff, period, carried_over=args.carried_over, arrears=arrears)
         shares = rules.split(bill, _split_keys(args.split)) if args.split else None
     except (BillingError, ValueError, InvalidOperation) as err:
         print(f"foyer billing: {err}", file=sys.stderr)
@@ -119,6 +111,26 @@ def _simulate(args: argparse.Namespace, settings: object = None) -> int:
 def _tariff(name: str) -> Tariff:
     path = Path(name)
     return tariff_mod.load(path) if path.suffix == ".toml" else tariff_mod.bundled(name)
+
+
+def simulated_bill(
+    args: argparse.Namespace,
+    tariff: Tariff,
+    period: Period,
+    *,
+    carried_over: Decimal,
+    arrears: Tariff | None = None,
+) -> Bill:
+    """The bill of the simulated household (the CLI's and the API's simulator)."""
+    account = simulated_account(args, tariff, period)
+    return rules.compute(
+        tariff,
+        account,
+        period,
+        language=args.lang,
+        arrears_tariff=arrears,
+        carried_over=carried_over,
+    )
 
 
 def simulated_account(args: argparse.Namespace, tariff: Tariff, period: Period) -> Account:

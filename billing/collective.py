@@ -25,11 +25,11 @@ registry snapshot and events this module:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
-from typing import Final, TypeVar
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from billing import accounts as acc
@@ -41,7 +41,6 @@ from billing.model import Account, Bill, Lift, Occupancy, Period, Tariff
 CATEGORY: Final = "collective"  # the tariff's [grids.collective] (billing/tariff.py)
 # How the weight of a dwelling is printed after its name in the split (French bills).
 KEY_UNITS: Final[Mapping[str, str]] = {"persons": "pers.", "shares": "tantièmes"}
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,10 +103,12 @@ def without_shared(
     shared = shared_bindings(snapshot, buildings)
     if not shared:
         return snapshot, events
-    by_bin, gone = _group(shared, lambda b: b.bin_id), set(shared)
+    by_bin, gone = acc.group(shared, lambda b: b.bin_id), set(shared)
     kept = [b for b in snapshot.bindings if b not in gone]
     lifts = [
-        e for e in events.lifts if not any(_bound_at(b, e.at) for b in by_bin.get(e.device_id, ()))
+        e
+        for e in events.lifts
+        if not any(acc.bound_at(b, e.at) for b in by_bin.get(e.device_id, ()))
     ]
     households = acc.Snapshot(
         households=snapshot.households,
@@ -145,12 +146,12 @@ def bill_buildings(
     """One bill per building with shared bins in the run's window, by building id."""
     counted = acc.event_period(period, tariff.variable_in_arrears)
     since = min(period.first_day, counted.first_day)
-    shared = _group(shared_bindings(snapshot, buildings), lambda b: b.dwelling_id)
+    shared = acc.group(shared_bindings(snapshot, buildings), lambda b: b.dwelling_id)
     common = buildings.common_parts()
     by_building: dict[str, list[acc.BindingRow]] = defaultdict(list)
     for dwelling_id, rows in shared.items():
         by_building[common[dwelling_id]] += rows
-    lifts = _group(events.lifts, lambda e: e.device_id)
+    lifts = acc.group(events.lifts, lambda e: e.device_id)
     out = Collective()
     for bid in sorted(by_building):
         building, rows = buildings.buildings[bid], by_building[bid]
@@ -266,17 +267,3 @@ def _silent(
             detail = f"shared bin, no lift from {span[0]} to {span[1]}"
             out.append(acc.Anomaly("bin_without_lifts", b.bin_id, detail=detail))
     return out
-
-
-# ---- helpers ---------------------------------------------------------------------------
-
-
-def _group(rows: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
-    out: dict[str, list[T]] = defaultdict(list)
-    for row in rows:
-        out[key(row)].append(row)
-    return out
-
-
-def _bound_at(b: acc.BindingRow, at: datetime) -> bool:
-    return b.valid_from <= at and (b.valid_to is None or at < b.valid_to)

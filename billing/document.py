@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
 from billing.errors import BillingInputError, TariffError
-from billing.model import Bill
+from billing.model import Bill, LineTotals
 
 DocKind = Literal["invoice", "credit_note"]
 DebtorKind = Literal["person", "manager"]
@@ -87,7 +87,7 @@ class PrintedLine:
 
 
 @dataclass(frozen=True)
-class InvoiceDoc:
+class InvoiceDoc(LineTotals):
     kind: DocKind
     number: str
     year: int
@@ -109,19 +109,6 @@ class InvoiceDoc:
     def __post_init__(self) -> None:
         if self.kind == "credit_note" and not (self.cancels and self.reason):
             raise BillingInputError("a credit note names the invoice it cancels and why")
-
-    @property
-    def total_before_vat(self) -> Decimal:
-        return sum((line.amount for line in self.lines), Decimal("0.00"))
-
-    @property
-    def total_vat(self) -> Decimal:
-        return sum((line.vat for line in self.lines), Decimal("0.00"))
-
-    @property
-    def total(self) -> Decimal:
-        """The sum of the rounded lines (docs/billing.md, "Money")."""
-        return sum((line.total for line in self.lines), Decimal("0.00"))
 
 
 def number(year: int, budget: str, seq: int) -> str:
@@ -158,23 +145,18 @@ def credit_note(
         )
         for line in original.lines
     )
-    return InvoiceDoc(
+    # the same budget, period, tariff, issuer, debtor, language and run as the original
+    return replace(
+        original,
         kind="credit_note",
         number=number(issued_on.year, original.budget, seq),
         year=issued_on.year,
-        budget=original.budget,
         seq=seq,
         issued_on=issued_on,
         due_on=due_on,
-        period=original.period,
-        tariff=original.tariff,
-        issuer=original.issuer,
-        debtor=original.debtor,
         lines=negated,
-        language=original.language,
         cancels=original.number,
         reason=reason,
-        run_id=original.run_id,
         split=tuple((name, -amount) for name, amount in original.split),
     )
 

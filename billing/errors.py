@@ -1,4 +1,5 @@
-"""Billing errors: a bad tariff file, or engine input the tariff cannot price."""
+"""Billing errors: a bad tariff file, engine input the tariff cannot price, a run or
+invoice action the registry's state does not allow."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ class TariffError(BillingError):
 class BillingInputError(BillingError):
     """Engine input the tariff cannot price (a bin volume without a price, a period
     outside the tariff's dates, a correction without an operator or a reason)."""
+
+
+class BillingRunError(BillingError):
+    """A billing run or invoice action the registry's state does not allow."""
+
+
+class UnknownRun(BillingRunError):
+    """A run id the registry does not hold."""
+
+
+class UnknownInvoice(BillingRunError):
+    """An invoice number the registry does not hold."""

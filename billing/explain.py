@@ -13,7 +13,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from billing.errors import BillingInputError
-from billing.model import Exclusion, Period
+from billing.model import RESIDUAL, Exclusion, Period
 
 LANGUAGES = ("fr", "en")
 
@@ -34,6 +34,18 @@ _TEMPLATES: dict[str, dict[str, str]] = {
         "openings": "Ouvertures de conteneur au badge, {period} : {counted} comptée(s)"
         "{included} ; {billed} facturée(s) × {price} = {amount}",
         "openings_included": ", {count} incluse(s)",
+        "lifts_head": "Levées du bac {volume} L ({bin}), {period} : {counted} levée(s) comptée(s)"
+        "{minimum}{included} ; {billed} facturée(s)",
+        "lifts_tier_head": "Levées du bac {volume} L ({bin}), {period}",
+        "weight_head": "Poids des bacs ({bins}), {period} : {lifts} pesée(s), {net} kg net",
+        "weight_tier_head": "Poids des bacs ({bins}), {period}",
+        "openings_head": "Ouvertures de conteneur au badge, {period} : {counted} comptée(s)"
+        "{included} ; {billed} facturée(s)",
+        "openings_tier_head": "Ouvertures de conteneur au badge, {period}",
+        "tier": " ; {range} : {quantity}{unit} × {price}{per} = {amount}",
+        "tier_none": " × {price}{per} = {amount}",
+        "stream_recyclables": "recyclables",
+        "stream_biowaste": "biodéchets",
         "correction": "Correction manuelle par {operator} : {reason} = {amount}",
         "carried_over": "Solde précédent reporté (sous le seuil de recouvrement) = {amount}",
         "prorata": " × {days}/{period_days} jours (du {first} au {last})",
@@ -56,6 +68,7 @@ _TEMPLATES: dict[str, dict[str, str]] = {
         "reason_outside_occupancy": "hors de l'occupation du foyer",
         "reason_unknown_bin": "bac non installé au logement",
         "reason_unweighed": "levée sans pesée, aucun poids facturé",
+        "reason_stream_not_billed": "flux de déchets non facturé par le tarif",
         "share": "Part du logement {name} : {amount}",
     },
     "en": {
@@ -75,6 +88,18 @@ _TEMPLATES: dict[str, dict[str, str]] = {
         "openings": "Badge openings of collective containers, {period}: {counted} counted"
         "{included}; {billed} billed × {price} = {amount}",
         "openings_included": ", {count} included",
+        "lifts_head": "Lifts of the {volume} L bin ({bin}), {period}: {counted} counted"
+        "{minimum}{included}; {billed} billed",
+        "lifts_tier_head": "Lifts of the {volume} L bin ({bin}), {period}",
+        "weight_head": "Weight of the bins ({bins}), {period}: {lifts} weighing(s), {net} kg net",
+        "weight_tier_head": "Weight of the bins ({bins}), {period}",
+        "openings_head": "Badge openings of collective containers, {period}: {counted} counted"
+        "{included}; {billed} billed",
+        "openings_tier_head": "Badge openings of collective containers, {period}",
+        "tier": "; {range}: {quantity}{unit} × {price}{per} = {amount}",
+        "tier_none": " × {price}{per} = {amount}",
+        "stream_recyclables": "recyclables",
+        "stream_biowaste": "biowaste",
         "correction": "Manual correction by {operator}: {reason} = {amount}",
         "carried_over": "Previous balance carried over (under the recovery threshold) = {amount}",
         "prorata": " × {days}/{period_days} days ({first} to {last})",
@@ -97,6 +122,7 @@ _TEMPLATES: dict[str, dict[str, str]] = {
         "reason_outside_occupancy": "outside the household's occupancy",
         "reason_unknown_bin": "bin not installed at the dwelling",
         "reason_unweighed": "lift without a weighing, no weight billed",
+        "reason_stream_not_billed": "waste stream the tariff does not bill",
         "share": "Share of dwelling {name}: {amount}",
     },
 }
@@ -158,6 +184,35 @@ class Words:
             return f"{'1er' if first else '2e'} semestre {year}"
         return f"{'first' if first else 'second'} half of {year}"
 
+    def bin_label(self, bin_id: str, stream: str) -> str:
+        """A bin as printed: its id, and its stream unless residual (``Y1, recyclables``)."""
+        return bin_id if stream == RESIDUAL else f"{bin_id}, {self.say(f'stream_{stream}')}"
+
+    def tier_range(self, unit: str, low: Fraction, high: Fraction | None) -> str:
+        """The units a tier covers, above ``low`` up to ``high`` (None: no bound):
+        ``13e à 24e levée``, ``au-delà de 100 kg``, ``lifts 13 to 24``."""
+        lo, hi = self.number(low), None if high is None else self.number(high)
+        if unit == "kg":
+            key = "kg_above" if hi is None else "kg_range"
+            return _KG[self.language][key].format(low=lo, high=hi)
+        whole = low.denominator == 1 and (high is None or high.denominator == 1)
+        if not whole:
+            form = _COUNT_ABOVE if hi is None else _COUNT_RANGE
+            return form[self.language].format(units=_UNITS[self.language][unit][1], low=lo, high=hi)
+        return self._ordinal_range(unit, int(low), None if high is None else int(high))
+
+    def _ordinal_range(self, unit: str, low: int, high: int | None) -> str:
+        one, many = _UNITS[self.language][unit]
+        if self.language == "fr":
+            if high is None:
+                return f"au-delà de la {_fr_ordinal(low)} {one}" if low else f"dès la 1re {one}"
+            if high == low + 1:
+                return f"{_fr_ordinal(high)} {one}"
+            return f"{_fr_ordinal(low + 1)} à {_fr_ordinal(high)} {one}"
+        if high is None:
+            return f"{many} above {low}" if low else f"from {one} 1"
+        return f"{one} {high}" if high == low + 1 else f"{many} {low + 1} to {high}"
+
     def prorata(self, days: int, period: Period, first: date, last: date) -> str:
         """Empty for a full period, else the days counted and the dates."""
         if days == period.days:
@@ -169,6 +224,23 @@ class Words:
             first=self.day(first),
             last=self.day(last),
         )
+
+
+_UNITS = {
+    "fr": {"lift": ("levée", "levées"), "opening": ("ouverture", "ouvertures")},
+    "en": {"lift": ("lift", "lifts"), "opening": ("opening", "openings")},
+}
+_KG = {
+    "fr": {"kg_range": "de {low} à {high} kg", "kg_above": "au-delà de {low} kg"},
+    "en": {"kg_range": "{low} to {high} kg", "kg_above": "above {low} kg"},
+}
+# Prorated bounds kept to the hundredth (count_rounding = "hundredths") are not ordinals.
+_COUNT_RANGE = {"fr": "{units} de {low} à {high}", "en": "{units} {low} to {high}"}
+_COUNT_ABOVE = {"fr": "{units} au-delà de {low}", "en": "{units} above {low}"}
+
+
+def _fr_ordinal(n: int) -> str:
+    return "1re" if n == 1 else f"{n}e"  # levée, ouverture: feminine
 
 
 def _exponent(value: Decimal) -> int:

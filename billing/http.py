@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -34,17 +34,10 @@ from aiohttp import web
 
 from billing import document, export_csv, pdf, pes, rules
 from billing.book import TariffBook
-from billing.cli import simulated_account
-from billing.errors import BillingError
+from billing.cli import simulated_bill
+from billing.errors import BillingError, BillingRunError, UnknownInvoice, UnknownRun
 from billing.model import Period, bill_as_dict
-from billing.service import (
-    BillingRunError,
-    BillingService,
-    Preview,
-    UnknownInvoice,
-    UnknownRun,
-    read_tariff,
-)
+from billing.service import BillingService, Issued, Preview, read_tariff
 from core.http.auth import actor_of, json_error, public, requires
 from core.http.requests import int_query
 from core.registry.errors import RegistryError, UnknownHousehold
@@ -92,13 +85,8 @@ async def simulate(request: web.Request) -> web.Response:
         tariff = request.app[TARIFFS].get(_text(body, "tariff", required=True))
         period = Period.parse(_text(body, "period", required=True))
         args = _as_args(body)
-        account = simulated_account(args, tariff, period)
-        bill = rules.compute(
-            tariff,
-            account,
-            period,
-            language=args.lang,
-            carried_over=_decimal(body, "carried_over") or Decimal(0),
+        bill = simulated_bill(
+            args, tariff, period, carried_over=_decimal(body, "carried_over") or Decimal(0)
         )
         split = _split(body)
         shares = rules.split(bill, split) if split else None
@@ -440,7 +428,7 @@ async def start_preview(request: web.Request) -> web.Response:
     service, actor = request.app[SERVICE], actor_of(request)
 
     async def work(job: Job) -> dict[str, Any]:
-        return _preview_view(await service.preview(tf, period, actor=actor, progress=job.progress))
+        return _run_view(await service.preview(tf, period, actor=actor, progress=job.progress))
 
     job = request.app[JOBS_KEY].start("preview", ("preview", name, period.label), work)
     return _accepted(job)
@@ -473,7 +461,7 @@ async def get_job(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     service, run_id = request.app[SERVICE], _run_id(request)
     preview = await _service_call(lambda: asyncio.to_thread(service.run, run_id))
-    return web.json_response(_preview_view(preview), dumps=partial(json.dumps, ensure_ascii=False))
+    return web.json_response(_run_view(preview), dumps=partial(json.dumps, ensure_ascii=False))
 
 
 @requires(*STAFF)
@@ -488,27 +476,16 @@ async def start_issue(request: web.Request) -> web.Response:
         issued = await service.issue(
             run_id, actor=actor, issued_on=issued_on, progress=job.progress
         )
-        return {
-            "run": issued.run_id,
-            "invoices": issued.invoices,
-            "carried": issued.carried,
-            "cancelled": issued.cancelled,
-            "already": issued.already,
-        }
+        return _run_view(issued)
 
     job = request.app[JOBS_KEY].start("issue", ("issue", str(run_id)), work)
     return _accepted(job)
 
 
-def _preview_view(p: Preview) -> dict[str, Any]:
-    return {
-        "run": p.run_id,
-        "status": p.status,
-        "summary": p.summary,
-        "anomalies": p.anomalies,
-        "bills": p.bills,
-        "reused": p.reused,
-    }
+def _run_view(outcome: Preview | Issued) -> dict[str, Any]:
+    """A preview or an issue as JSON: its fields in order, ``run_id`` named ``run``."""
+    fields = asdict(outcome)
+    return {"run": fields.pop("run_id"), **fields}
 
 
 # ---- invoices and exports -----------------------------------------------------------

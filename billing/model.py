@@ -7,12 +7,12 @@ included (``first_day``/``last_day``, unlike the registry's half-open occupancy)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from billing.errors import BillingInputError
 
@@ -79,6 +79,20 @@ class Period:
 
 
 @dataclass(frozen=True)
+class Tier:
+    """One step of a tiered price: the units above the previous tier's bound, up to
+    ``upto`` (``None``: no bound, the last tier), cost ``price`` each."""
+
+    upto: int | None
+    price: Decimal
+
+
+Tiers = tuple[Tier, ...]
+RESIDUAL = "residual"  # the default waste stream, priced by [grid] / [grids.<kind>]
+STREAMS = (RESIDUAL, "recyclables", "biowaste")  # core/registry/models.py BIN_STREAMS
+
+
+@dataclass(frozen=True)
 class Grid:
     """The prices of one household category; see docs/billing.md for each key.
 
@@ -96,6 +110,11 @@ class Grid:
     tare_kg: Mapping[int, Decimal] = field(default_factory=dict)
     included_openings: int = 0
     opening_price: Decimal | None = None
+    # Tiered prices (docs/billing.md): each replaces its flat key (lift_price, kg_price,
+    # opening_price); lifts per bin and by volume, kg and openings per household.
+    lift_tiers: Mapping[int, Tiers] = field(default_factory=dict)
+    kg_tiers: Tiers = ()
+    opening_tiers: Tiers = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class Tariff:
     period: PeriodKind
     grid: Grid
     grids: Mapping[str, Grid] = field(default_factory=dict)  # by household kind
+    streams: Mapping[str, Grid] = field(default_factory=dict)  # [streams.<stream>]
     timezone: str = "Europe/Paris"
     variable_in_arrears: bool = False
     prorate_counts: bool = True
@@ -123,6 +143,11 @@ class Tariff:
 
     def grid_for(self, category: str) -> Grid:
         return self.grids.get(category, self.grid)
+
+    def bin_grid(self, category: str, stream: str) -> Grid | None:
+        """The grid a bin of ``stream`` is priced by; None: its stream is not billed
+        (many territories do not bill the yellow bin)."""
+        return self.grid_for(category) if stream == RESIDUAL else self.streams.get(stream)
 
     def covers(self, period: Period) -> bool:
         return self.effective_from <= period.first_day and period.last_day <= self.effective_to
@@ -150,6 +175,7 @@ class Equipment:
     volume_l: int
     valid_from: date
     valid_to: date | None = None
+    stream: str = RESIDUAL  # waste stream: residual, recyclables (yellow bin), biowaste
 
 
 @dataclass(frozen=True)
@@ -247,15 +273,21 @@ class Exclusion:
     reason: str  # unread_chip, refused, duplicate, outside_period, outside_occupancy, ...
 
 
-@dataclass(frozen=True)
-class Bill:
-    household_id: str
-    period: Period
-    lines: tuple[FeeLine, ...]
-    excluded: tuple[Exclusion, ...]
-    disposition: Disposition
-    threshold: Decimal
-    language: str = "fr"
+class PricedLine(Protocol):
+    """A line of a bill (``FeeLine``) or of its printed document: rounded amounts."""
+
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def vat(self) -> Decimal: ...
+    @property
+    def total(self) -> Decimal: ...
+
+
+class LineTotals:
+    """The totals of a bill and of its printed document, computed one way over the lines."""
+
+    lines: Sequence[PricedLine]
 
     @property
     def total_before_vat(self) -> Decimal:
@@ -269,6 +301,17 @@ class Bill:
     def total(self) -> Decimal:
         """The sum of the rounded lines (docs/billing.md, "Money")."""
         return sum((line.total for line in self.lines), Decimal("0.00"))
+
+
+@dataclass(frozen=True)
+class Bill(LineTotals):
+    household_id: str
+    period: Period
+    lines: tuple[FeeLine, ...]
+    excluded: tuple[Exclusion, ...]
+    disposition: Disposition
+    threshold: Decimal
+    language: str = "fr"
 
     @property
     def carried_forward(self) -> Decimal:

@@ -2,9 +2,9 @@
 
 Thin over two ports: the registry (one transaction per unit of work, audited) and
 the telemetry store (a period's lifts and deposits read once, ``query_range``).
-The rules are the pure modules': billing/accounts.py builds the accounts and finds
-the anomalies, billing/rules.py computes each bill, billing/document.py fixes the
-issued document. docs/billing.md, "Billing runs and invoices", explains the choices:
+The bills are computed by billing/computation.py (over the pure modules), the rows
+read and written by billing/registry_io.py; billing/document.py fixes the issued
+document. docs/billing.md, "Billing runs and invoices", explains the choices:
 - numbers come from ``invoice_series`` bumped in the transaction that inserts the
   invoice, so a rolled-back batch leaves no gap;
 - issuing commits a batch of households at a time; a crash is resumed by issuing the
@@ -19,41 +19,31 @@ import asyncio
 import hashlib
 import json
 import tomllib
-from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import accounts as acc
-from billing import collective as coll
-from billing import document, rules
+from billing import document
+from billing import registry_io as rio
 from billing import tariff as tariff_mod
-from billing.errors import BillingError, BillingInputError
-from billing.model import Account, Bill, Correction, Period, Tariff, bill_as_dict
-from core.records import BIN_EVENT, Record
+from billing.computation import Computed, Progress, compute
+from billing.errors import BillingInputError, BillingRunError
+from billing.model import Bill, Correction, Period, Tariff
 from core.registry import audit
 from core.registry.errors import UnknownHousehold
 from core.registry.models import (
-    Badge,
     BillingCarry,
     BillingCorrection,
     BillingRun,
-    Binding,
-    Building,
-    Device,
-    Dwelling,
     Household,
     Invoice,
     InvoiceSeries,
-    Occupancy,
 )
 from core.registry.service import Registry
 from core.store.port import TelemetryStore
@@ -61,24 +51,7 @@ from core.store.port import TelemetryStore
 # Households per issuing transaction: small enough that a crash loses little work and
 # the write lock is held briefly, large enough that 35,000 households are 70 commits.
 ISSUE_BATCH: Final = 500
-PROGRESS_EVERY: Final = 1000  # households between two progress reports
 DUE_DAYS: Final = 30  # payment due this many days after issue (printed on the bill)
-LIFT_TAGS: Final = (("kind", "lift"),)
-DEPOSIT_TAGS: Final = (("kind", "deposit"),)
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-class BillingRunError(BillingError):
-    """A billing run or invoice action the registry's state does not allow."""
-
-
-class UnknownRun(BillingRunError):
-    """A run id the registry does not hold."""
-
-
-class UnknownInvoice(BillingRunError):
-    """An invoice number the registry does not hold."""
 
 
 @dataclass(frozen=True)
@@ -119,35 +92,23 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class _Issuing:
+    """What every household's outcome in one issue (or re-issue) shares."""
+
+    run_id: int
+    tf: TariffFile
+    computed: Computed
+    actor: str
+    issued_on: date
+
+
+@dataclass(frozen=True)
 class Issued:
     run_id: int
     invoices: list[str]  # numbers, in order
     carried: int
     cancelled: int
     already: bool = False  # the run was issued before: nothing was written
-
-
-@dataclass
-class _Computed:
-    """A run's bills, recomputed identically at preview and at issue."""
-
-    snapshot: acc.Snapshot
-    dwellings: dict[str, tuple[str, ...]]
-    carry_ids: dict[str, list[int]]
-    bills: list[tuple[Account, Bill]]
-    failures: list[acc.Anomaly]
-    anomalies: list[acc.Anomaly]
-    collective: coll.Collective = field(default_factory=coll.Collective)  # buildings' debtors
-
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for _, bill in self.bills:
-            split = self.collective.splits.get(bill.household_id)
-            as_dict = bill_as_dict(bill, list(split) if split is not None else None)
-            h.update(json.dumps(as_dict, sort_keys=True).encode())
-        for f in self.failures:
-            h.update(json.dumps(f.as_dict(), sort_keys=True).encode())
-        return h.hexdigest()
 
 
 class BillingService:
@@ -172,8 +133,10 @@ class BillingService:
         issued = self._issued_run(tf.tariff.territory, period.label)
         if issued is not None:
             return _preview_of(issued, reused=True)
-        computed = await self._compute(tf, period, run_id=None, progress=progress)
-        summary = _summary(tf, period, computed)
+        computed = await compute(
+            self._registry, self._store, tf.tariff, period, run_id=None, progress=progress
+        )
+        summary = computed.summary(tf.tariff, tf.digest, period)
         found = [a.as_dict() for a in computed.failures + computed.anomalies]
         with self._registry.transaction() as s:
             run = BillingRun(
@@ -212,38 +175,18 @@ class BillingService:
         return Preview(run.id, "preview", summary, found, bills)
 
     def _issued_run(self, territory: str, period: str) -> BillingRun | None:
-        stmt = select(BillingRun).where(
-            BillingRun.territory == territory,
-            BillingRun.period == period,
-            BillingRun.status == "issued",
-        )
         with self._registry.reading() as s:
-            return s.scalars(stmt).first()
+            return rio.issued_run(s, territory, period)
 
     def run(self, run_id: int) -> Preview:
         with self._registry.reading() as s:
-            return _preview_of(_run(s, run_id))
+            return _preview_of(rio.get_run(s, run_id))
 
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest runs first: what each is, its status and totals (no personal data)."""
         stmt = select(BillingRun).order_by(BillingRun.id.desc()).limit(limit)
         with self._registry.reading() as s:
-            return [
-                {
-                    "run": r.id,
-                    "territory": r.territory,
-                    "period": r.period,
-                    "tariff": r.tariff_name,
-                    "status": r.status,
-                    "created_at": r.created_at.isoformat(),
-                    "created_by": r.created_by,
-                    "issued_at": r.issued_at.isoformat() if r.issued_at else None,
-                    "households": r.households,
-                    "to_issue": r.to_issue,
-                    "total": str(r.total),
-                }
-                for r in s.scalars(stmt)
-            ]
+            return [rio.run_view(r) for r in s.scalars(stmt)]
 
     # ---- issue -----------------------------------------------------------------------
 
@@ -256,7 +199,7 @@ class BillingService:
         interrupted half-way is finished by calling this again (no gap, no duplicate).
         """
         with self._registry.reading() as s:
-            run = _run(s, run_id)
+            run = rio.get_run(s, run_id)
             if run.status == "issued":
                 return _issued_of(s, run, already=True)
         other = self._issued_run(run.territory, run.period)
@@ -268,15 +211,18 @@ class BillingService:
                 f"{tf.tariff.name}: the tariff file has no [issuer] table; cannot issue bills"
             )
         period = Period.parse(run.period)
-        computed = await self._compute(tf, period, run_id=run_id, progress=None)
+        computed = await compute(
+            self._registry, self._store, tf.tariff, period, run_id=run_id, progress=None
+        )
         if computed.digest() != run.bills_digest:
             raise BillingRunError(
                 f"run {run_id}: the registry or the events changed since the preview; "
                 "preview the period again"
             )
-        await asyncio.to_thread(self._issue_batches, run, tf, computed, actor, issued_on, progress)
+        job = _Issuing(run_id, tf, computed, actor, issued_on)
+        await asyncio.to_thread(self._issue_batches, job, progress)
         with self._registry.transaction() as s:
-            stored = _run(s, run_id)
+            stored = rio.get_run(s, run_id)
             stored.status, stored.issued_by = "issued", actor
             stored.issued_at = self._registry.now()
             audit.record(
@@ -284,49 +230,33 @@ class BillingService:
             )
             return _issued_of(s, stored)
 
-    def _issue_batches(
-        self,
-        run: BillingRun,
-        tf: TariffFile,
-        computed: _Computed,
-        actor: str,
-        issued_on: date,
-        progress: Progress | None,
-    ) -> None:
+    def _issue_batches(self, job: _Issuing, progress: Progress | None) -> None:
         with self._registry.reading() as s:
-            done = _settled_households(s, run.id)
-        pending = [(a, b) for a, b in computed.bills if a.household_id not in done]
-        issuer = tf.tariff.issuer
+            done = rio.settled_households(s, job.run_id)
+        pending = [(a, b) for a, b in job.computed.bills if a.household_id not in done]
+        issuer = job.tf.tariff.issuer
         assert issuer is not None  # checked before issuing
+        series = (issuer.budget_code, job.issued_on.year)
         for start in range(0, len(pending), ISSUE_BATCH):
             with self._registry.transaction() as s:
                 # The series row is locked once per batch (held until the commit), so
                 # each invoice of the batch takes its number without another query.
-                s.get(InvoiceSeries, (issuer.budget_code, issued_on.year), with_for_update=True)
+                s.get(InvoiceSeries, series, with_for_update=True)
                 for _, bill in pending[start : start + ISSUE_BATCH]:
-                    self._settle(s, run.id, tf, computed, bill, actor, issued_on)
+                    self._settle(s, job, bill)
             if progress is not None:
                 progress("issue", min(start + ISSUE_BATCH, len(pending)), len(pending))
 
-    def _settle(
-        self,
-        s: Session,
-        run_id: int,
-        tf: TariffFile,
-        computed: _Computed,
-        bill: Bill,
-        actor: str,
-        issued_on: date,
-    ) -> None:
+    def _settle(self, s: Session, job: _Issuing, bill: Bill) -> None:
         """One household's outcome: an invoice, a carry, or nothing (cancelled)."""
-        hid = bill.household_id
-        for carry_id in computed.carry_ids.get(hid, ()):
+        hid, run_id = bill.household_id, job.run_id
+        for carry_id in job.computed.carry_ids.get(hid, ()):
             carry = s.get(BillingCarry, carry_id)
             if carry is not None:
                 carry.settled_by_run = run_id
         if bill.disposition == "issue":
-            self._add_invoice(s, run_id, tf, computed, bill, actor, issued_on)
-        elif bill.disposition == "carry_over" and hid not in computed.collective.debtors:
+            self._add_invoice(s, job, bill)
+        elif bill.disposition == "carry_over" and hid not in job.computed.collective.debtors:
             # a building's bill is never carried (billing_carry is per household): the
             # run lists it as building_bill_not_carried
             s.add(
@@ -335,19 +265,11 @@ class BillingService:
                 )
             )
 
-    def _add_invoice(
-        self,
-        s: Session,
-        run_id: int,
-        tf: TariffFile,
-        computed: _Computed,
-        bill: Bill,
-        actor: str,
-        issued_on: date,
-    ) -> str:
-        issuer = tf.tariff.issuer
+    def _add_invoice(self, s: Session, job: _Issuing, bill: Bill) -> str:
+        computed, issued_on = job.computed, job.issued_on
+        issuer = job.tf.tariff.issuer
         assert issuer is not None  # checked before issuing
-        seq = next_seq(s, issuer.budget_code, issued_on.year, locked=True)
+        seq = rio.next_seq(s, issuer.budget_code, issued_on.year, locked=True)
         debtor = computed.collective.debtors.get(bill.household_id)
         if debtor is None:
             hh = computed.snapshot.households[bill.household_id]
@@ -359,15 +281,15 @@ class BillingService:
             seq=seq,
             issued_on=issued_on,
             due_on=issued_on + timedelta(days=DUE_DAYS),
-            tariff_name=tf.tariff.name,
+            tariff_name=job.tf.tariff.name,
             issuer=issuer,
             debtor=debtor,
-            run_id=run_id,
+            run_id=job.run_id,
             split=computed.collective.splits.get(bill.household_id, ()),
         )
         # Not flushed one by one: the batch's invoices go in as one multi-row INSERT at
         # its commit, where a UNIQUE violation still rolls the whole batch back.
-        _store_doc(s, doc, run_id, actor, self._registry.now(), flush=False)
+        rio.store_doc(s, doc, job.run_id, job.actor, self._registry.now(), flush=False)
         return doc.number
 
     # ---- credit notes, re-issue, corrections -----------------------------------------
@@ -377,13 +299,13 @@ class BillingService:
         if not reason.strip():
             raise BillingInputError("a credit note needs a reason")
         with self._registry.transaction() as s:
-            original = _invoice(s, number)
+            original = rio.get_invoice(s, number)
             if original.kind != "invoice":
                 raise BillingRunError(f"{number} is a credit note; only an invoice is cancelled")
             if original.cancelled_by is not None:
                 raise BillingRunError(f"{number} is already cancelled by {original.cancelled_by}")
-            doc = checked_document(original)
-            seq = next_seq(s, doc.budget, issued_on.year)
+            doc = rio.checked_document(original)
+            seq = rio.next_seq(s, doc.budget, issued_on.year)
             note = document.credit_note(
                 doc,
                 seq=seq,
@@ -392,7 +314,7 @@ class BillingService:
                 reason=reason,
             )
             now = self._registry.now()
-            _store_doc(s, note, original.run_id, actor, now)
+            rio.store_doc(s, note, original.run_id, actor, now)
             original.cancelled_by = note.number
             audit.record(
                 s,
@@ -419,12 +341,7 @@ class BillingService:
         is under the recovery threshold (carried over or cancelled as the tariff says).
         """
         with self._registry.reading() as s:
-            stmt = select(Invoice).where(
-                Invoice.debtor_ref == household_id,
-                Invoice.period == period,
-                Invoice.kind == "invoice",
-            )
-            previous = list(s.scalars(stmt.order_by(Invoice.id)))
+            previous = rio.invoices_of(s, household_id, period)
             if not previous:
                 raise BillingRunError(f"{household_id} has no invoice for {period} to re-issue")
             live = [i.number for i in previous if i.cancelled_by is None]
@@ -432,19 +349,27 @@ class BillingService:
                 raise BillingRunError(
                     f"{live[0]} is still valid: cancel it with a credit note first"
                 )
-            run = _run(s, previous[-1].run_id or 0)  # issued invoices always have a run
+            run = rio.get_run(s, previous[-1].run_id or 0)  # issued invoices always have a run
         tf = TariffFile.parse(run.tariff_text, f"run {run.id} tariff")
         if tf.tariff.issuer is None:
             raise BillingInputError(f"{tf.tariff.name}: no [issuer] table; cannot issue bills")
-        computed = await self._compute(tf, Period.parse(period), run_id=run.id, only=household_id)
+        computed = await compute(
+            self._registry,
+            self._store,
+            tf.tariff,
+            Period.parse(period),
+            run_id=run.id,
+            only=household_id,
+        )
         if not computed.bills:
             raise BillingRunError(f"{household_id}: nothing to bill for {period}")
         _, bill = computed.bills[0]
+        job = _Issuing(run.id, tf, computed, actor, issued_on)
         with self._registry.transaction() as s:
             if bill.disposition != "issue":
-                self._settle(s, run.id, tf, computed, bill, actor, issued_on)
+                self._settle(s, job, bill)
                 return None
-            number = self._add_invoice(s, run.id, tf, computed, bill, actor, issued_on)
+            number = self._add_invoice(s, job, bill)
             audit.record(
                 s,
                 actor,
@@ -498,145 +423,11 @@ class BillingService:
         if run_id is not None:
             stmt = stmt.where(Invoice.run_id == run_id)
         with self._registry.reading() as s:
-            return [_invoice_view(i) for i in s.scalars(stmt)]
+            return [rio.invoice_view(i) for i in s.scalars(stmt)]
 
     def document(self, number: str) -> document.InvoiceDoc:
         with self._registry.reading() as s:
-            return checked_document(_invoice(s, number))
-
-    # ---- the computation (shared by preview, issue, re-issue) -------------------------
-
-    async def _compute(
-        self,
-        tf: TariffFile,
-        period: Period,
-        *,
-        run_id: int | None,
-        progress: Progress | None = None,
-        only: str | None = None,
-    ) -> _Computed:
-        tariff = tf.tariff
-        zone = ZoneInfo(tariff.timezone)
-        counted = acc.event_period(period, tariff.variable_in_arrears)
-        # Registry reads and the computation run in a worker thread: a 35,000-household
-        # run must not stall the event loop that serves ingestion and HTTP meanwhile.
-        snapshot, dwellings, carry_ids = await asyncio.to_thread(
-            self._snapshot, period, counted, run_id, only
-        )
-        events = await self._events(counted, zone)
-        # A re-issue (``only``) is one household's: buildings are billed by runs only.
-        buildings = coll.Buildings() if only else await asyncio.to_thread(self._buildings)
-
-        def pure() -> tuple[list[tuple[Account, Bill]], list[acc.Anomaly], list[acc.Anomaly]]:
-            # households without the buildings' shared bins (billed to the managers)
-            homes, home_events = coll.without_shared(snapshot, events, buildings)
-            accounts = acc.accounts(homes, home_events, period, zone)
-            bills, failures = _bills(tariff, accounts, period, snapshot, progress)
-            found = (
-                []
-                if only
-                else acc.anomalies(homes, home_events, period, zone, tariff.variable_in_arrears)
-            )
-            return bills, failures, coll.tidy(found, snapshot, buildings)
-
-        bills, failures, found = await asyncio.to_thread(pure)
-        shared = coll.bill_buildings(tariff, snapshot, events, buildings, period, zone)
-        return _Computed(
-            snapshot,
-            dwellings,
-            carry_ids,
-            bills + shared.bills,
-            failures + shared.failures,
-            found + shared.anomalies,
-            shared,
-        )
-
-    def _buildings(self) -> coll.Buildings:
-        with self._registry.reading() as s:
-            return _buildings(s)
-
-    def _snapshot(
-        self, period: Period, counted: Period, run_id: int | None, only: str | None
-    ) -> tuple[acc.Snapshot, dict[str, tuple[str, ...]], dict[str, list[int]]]:
-        first = min(period.first_day, counted.first_day)
-        with self._registry.reading() as s:
-            occs = _occupancies(s, first, period.last_day, only)
-            wanted = {o.household_id for o in occs}
-            carries = _carries(s, period, run_id, only)
-            households = _households(s, wanted | set(carries), only)
-            snapshot = acc.Snapshot(
-                households=households,
-                occupancies=occs,
-                bindings=_bindings(s, first, period.last_day),
-                badges=_badges(s, first, period.last_day, only),
-                trucks=frozenset(s.scalars(select(Device.device_id).where(Device.kind == "truck"))),
-                corrections=_corrections(s, period.label, only),
-                carried={h: sum((a for _, a in rows), Decimal(0)) for h, rows in carries.items()},
-            )
-            addresses = _addresses(s, occs)
-        carry_ids = {h: [i for i, _ in rows] for h, rows in carries.items()}
-        return snapshot, addresses, carry_ids
-
-    async def _events(self, counted: Period, zone: ZoneInfo) -> acc.Events:
-        start = _ns(datetime.combine(counted.first_day, time(0), tzinfo=zone))
-        end = _ns(datetime.combine(counted.last_day + timedelta(days=1), time(0), tzinfo=zone))
-        lifts = await self._store.query_range(BIN_EVENT, LIFT_TAGS, start, end)
-        deposits = await self._store.query_range(BIN_EVENT, DEPOSIT_TAGS, start, end)
-        return acc.Events(
-            lifts=[_lift(r) for r in lifts],
-            deposits=[d for r in deposits if (d := _deposit(r)) is not None],
-        )
-
-
-# ---- pure helpers of the service ----------------------------------------------------
-
-
-def _bills(
-    tariff: Tariff,
-    accounts: Sequence[Account],
-    period: Period,
-    snapshot: acc.Snapshot,
-    progress: Progress | None,
-) -> tuple[list[tuple[Account, Bill]], list[acc.Anomaly]]:
-    """Every account's bill; one the tariff cannot price is listed, not fatal."""
-    bills: list[tuple[Account, Bill]] = []
-    failures: list[acc.Anomaly] = []
-    for n, account in enumerate(accounts, start=1):
-        carried = snapshot.carried.get(account.household_id, Decimal(0))
-        try:
-            bills.append((account, rules.compute(tariff, account, period, carried_over=carried)))
-        except BillingInputError as err:
-            failures.append(
-                acc.Anomaly(
-                    "cannot_price", account.household_id, account.household_id, detail=str(err)
-                )
-            )
-        if progress is not None and (n % PROGRESS_EVERY == 0 or n == len(accounts)):
-            progress("compute", n, len(accounts))
-    return bills, failures
-
-
-def _summary(tf: TariffFile, period: Period, computed: _Computed) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "territory": tf.tariff.territory,
-        "tariff": tf.tariff.name,
-        "tariff_digest": tf.digest,
-        "period": period.label,
-        "households": len(computed.bills) + len(computed.failures),
-        "cannot_price": len(computed.failures),
-        "buildings": len(computed.collective.bills),
-    }
-    for disposition in ("issue", "carry_over", "cancel"):
-        chosen = [b for _, b in computed.bills if b.disposition == disposition]
-        total = sum((b.total for b in chosen), Decimal("0.00"))
-        key = "to_issue" if disposition == "issue" else disposition
-        out[key] = {"count": len(chosen), "total": str(total)}
-    out["excluded"] = dict(
-        sorted(Counter(e.reason for _, b in computed.bills for e in b.excluded).items())
-    )
-    everything = computed.failures + computed.anomalies
-    out["anomalies"] = dict(sorted(Counter(a.reason for a in everything).items()))
-    return out
+            return rio.checked_document(rio.get_invoice(s, number))
 
 
 def _preview_of(run: BillingRun, reused: bool = False) -> Preview:
@@ -644,119 +435,6 @@ def _preview_of(run: BillingRun, reused: bool = False) -> Preview:
     summary["run"] = run.id
     summary["status"] = run.status
     return Preview(run.id, run.status, summary, json.loads(run.anomalies), reused=reused)
-
-
-def _lift(r: Record) -> acc.LiftEvent:
-    weight = r.field("weight_kg")
-    # a float from the store: its shortest repr is the value the device sent
-    kg = Decimal(str(weight)) if isinstance(weight, int | float) else None
-    return acc.LiftEvent(r.device_id, _at(r.time_ns), kg)
-
-
-def _deposit(r: Record) -> acc.DepositEvent | None:
-    badge = r.field("badge")
-    return acc.DepositEvent(r.device_id, badge, _at(r.time_ns)) if isinstance(badge, str) else None
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _at(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def _ns(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-# ---- registry reads and writes (open session) --------------------------------------
-
-
-def next_seq(s: Session, budget: str, year: int, *, locked: bool = False) -> int:
-    """The next number of a budget's yearly series, in the caller's transaction.
-
-    The counter row is locked (FOR UPDATE on PostgreSQL; SQLite has one writer), so
-    two issuers never get the same number, and a rollback gives the number back.
-    ``locked``: the caller's transaction has already read the row FOR UPDATE (an
-    issuing batch does it once), so the session's copy is used without a query.
-    """
-    row = s.get(InvoiceSeries, (budget, year), with_for_update=None if locked else True)
-    if row is None:
-        row = InvoiceSeries(budget=budget, year=year, last_seq=0)
-        s.add(row)
-    row.last_seq += 1
-    return row.last_seq
-
-
-def _store_doc(
-    s: Session,
-    doc: document.InvoiceDoc,
-    run_id: int | None,
-    actor: str,
-    now: datetime,
-    *,
-    flush: bool = True,
-) -> None:
-    text = document.to_json(doc)  # document.digest(doc) is the SHA-256 of this very text
-    s.add(
-        Invoice(
-            number=doc.number,
-            kind=doc.kind,
-            budget=doc.budget,
-            year=doc.year,
-            seq=doc.seq,
-            run_id=run_id,
-            debtor_ref=doc.debtor.ref,
-            period=doc.period,
-            total=doc.total,
-            issued_at=now,
-            issued_by=actor,
-            document=text,
-            digest=hashlib.sha256(text.encode()).hexdigest(),
-            cancels=doc.cancels,
-        )
-    )
-    if flush:
-        s.flush()  # the UNIQUE constraints speak now, before the caller goes on
-
-
-def checked_document(row: Invoice) -> document.InvoiceDoc:
-    """The stored document, refused if its digest does not match (tampering, corruption)."""
-    doc = document.from_json(row.document)
-    if document.digest(doc) != row.digest:
-        raise BillingRunError(f"invoice {row.number}: stored document does not match its digest")
-    return doc
-
-
-def _run(s: Session, run_id: int) -> BillingRun:
-    run = s.get(BillingRun, run_id)
-    if run is None:
-        raise UnknownRun(f"billing run {run_id} does not exist")
-    return run
-
-
-def _invoice(s: Session, number: str) -> Invoice:
-    row = s.scalars(select(Invoice).where(Invoice.number == number)).first()
-    if row is None:
-        raise UnknownInvoice(f"invoice {number} does not exist")
-    return row
-
-
-def _invoice_view(i: Invoice) -> dict[str, Any]:
-    return {
-        "number": i.number,
-        "kind": i.kind,
-        "budget": i.budget,
-        "year": i.year,
-        "seq": i.seq,
-        "run": i.run_id,
-        "debtor": i.debtor_ref,
-        "period": i.period,
-        "total": str(i.total),
-        "issued_at": i.issued_at.isoformat(),
-        "cancels": i.cancels,
-        "cancelled_by": i.cancelled_by,
-    }
 
 
 def _issued_of(s: Session, run: BillingRun, already: bool = False) -> Issued:
@@ -770,129 +448,3 @@ def _issued_of(s: Session, run: BillingRun, already: bool = False) -> Issued:
     carried = s.scalars(select(BillingCarry.id).where(BillingCarry.from_run == run.id)).all()
     summary = json.loads(run.summary)
     return Issued(run.id, numbers, len(carried), int(summary["cancel"]["count"]), already)
-
-
-def _settled_households(s: Session, run_id: int) -> set[str]:
-    """Households a half-done issue already wrote (invoice or carry), to resume after."""
-    invoiced = s.scalars(
-        select(Invoice.debtor_ref).where(Invoice.run_id == run_id, Invoice.kind == "invoice")
-    )
-    carried = s.scalars(select(BillingCarry.household_id).where(BillingCarry.from_run == run_id))
-    return set(invoiced) | set(carried)
-
-
-def _occupancies(s: Session, first: date, last: date, only: str | None) -> list[acc.OccupancyRow]:
-    stmt = select(Occupancy).where(
-        Occupancy.start <= last, or_(Occupancy.end.is_(None), Occupancy.end > first)
-    )
-    if only is not None:
-        stmt = stmt.where(Occupancy.household_id == only)
-    return [
-        acc.OccupancyRow(o.household_id, o.dwelling_id, o.start, o.end)
-        for o in s.scalars(stmt.order_by(Occupancy.id))
-    ]
-
-
-def _households(s: Session, ids: set[str], only: str | None) -> dict[str, acc.HouseholdRow]:
-    stmt = select(Household)
-    if only is not None:
-        stmt = stmt.where(Household.id == only)
-    return {
-        h.id: acc.HouseholdRow(h.id, h.name, h.size, h.kind) for h in s.scalars(stmt) if h.id in ids
-    }
-
-
-def _bindings(s: Session, first: date, last: date) -> list[acc.BindingRow]:
-    start = datetime.combine(first - timedelta(days=1), time(0), tzinfo=UTC)  # zone margin
-    end = datetime.combine(last + timedelta(days=2), time(0), tzinfo=UTC)
-    stmt = (
-        select(Binding, Device.volume_l)
-        .join(Device, Device.device_id == Binding.device_id)
-        .where(Device.kind == "bin", Binding.dwelling_id.is_not(None))
-        .where(Binding.valid_from < end, or_(Binding.valid_to.is_(None), Binding.valid_to > start))
-        .order_by(Binding.id)
-    )
-    return [
-        acc.BindingRow(b.device_id, b.dwelling_id or "", volume, b.valid_from, b.valid_to)
-        for b, volume in s.execute(stmt)
-    ]
-
-
-def _badges(s: Session, first: date, last: date, only: str | None) -> list[acc.BadgeRow]:
-    stmt = select(Badge).where(
-        Badge.valid_from <= last, or_(Badge.valid_to.is_(None), Badge.valid_to > first)
-    )
-    if only is not None:
-        stmt = stmt.where(Badge.household_id == only)
-    return [
-        acc.BadgeRow(b.id, b.household_id, b.valid_from, b.valid_to)
-        for b in s.scalars(stmt.order_by(Badge.id))
-    ]
-
-
-def _corrections(s: Session, label: str, only: str | None) -> dict[str, list[Correction]]:
-    stmt = select(BillingCorrection).where(BillingCorrection.period == label)
-    if only is not None:
-        stmt = stmt.where(BillingCorrection.household_id == only)
-    out: dict[str, list[Correction]] = {}
-    for c in s.scalars(stmt.order_by(BillingCorrection.id)):
-        out.setdefault(c.household_id, []).append(Correction(c.amount, c.operator, c.reason))
-    return out
-
-
-def _carries(
-    s: Session, period: Period, run_id: int | None, only: str | None
-) -> dict[str, list[tuple[int, Decimal]]]:
-    """Amounts carried from earlier periods into this bill.
-
-    Unsettled ones, plus (when the run is being issued or re-issued) those this run
-    settled already, so a resumed issue computes the very bills of its preview.
-    """
-    settled: ColumnElement[bool] = BillingCarry.settled_by_run.is_(None)
-    if run_id is not None:
-        settled = or_(settled, BillingCarry.settled_by_run == run_id)
-    stmt = select(BillingCarry).where(settled)
-    if run_id is not None:
-        stmt = stmt.where(BillingCarry.from_run != run_id)
-    if only is not None:
-        stmt = stmt.where(BillingCarry.household_id == only)
-    out: dict[str, list[tuple[int, Decimal]]] = {}
-    for c in s.scalars(stmt.order_by(BillingCarry.id)):
-        if Period.parse(c.period).first_day < period.first_day:
-            out.setdefault(c.household_id, []).append((c.id, c.amount))
-    return out
-
-
-def _addresses(s: Session, occs: Sequence[acc.OccupancyRow]) -> dict[str, tuple[str, ...]]:
-    """Each household's postal address: its latest dwelling's."""
-    latest: dict[str, acc.OccupancyRow] = {}
-    for o in occs:
-        if o.household_id not in latest or o.start >= latest[o.household_id].start:
-            latest[o.household_id] = o
-    # every dwelling in one read: an IN list of 35,000 ids passes SQLite's variable limit
-    places = {d.id: d for d in s.scalars(select(Dwelling))} if latest else {}
-    out: dict[str, tuple[str, ...]] = {}
-    for hid, o in latest.items():
-        d = places.get(o.dwelling_id)
-        out[hid] = tuple(x for x in (d.address, d.commune) if x) if d else ()
-    return out
-
-
-def _buildings(s: Session) -> coll.Buildings:
-    """Every building and the dwellings in one (a few per territory: read whole)."""
-    buildings = {
-        b.id: coll.BuildingRow(
-            b.id,
-            b.name,
-            b.manager_name,
-            tuple((b.manager_address or "").splitlines()),
-            b.split_key,
-        )
-        for b in s.scalars(select(Building))
-    }
-    stmt = select(Dwelling).where(Dwelling.building_id.is_not(None)).order_by(Dwelling.id)
-    dwellings = [
-        coll.BuildingDwelling(d.id, d.building_id or "", d.address, d.shares, d.collective)
-        for d in s.scalars(stmt)
-    ]
-    return coll.Buildings(buildings, dwellings)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing.document import issuer_from_toml
 from billing.errors import TariffError
-from billing.model import Grid, Tariff
+from billing.model import RESIDUAL, STREAMS, Grid, Tariff, Tier, Tiers
 
 T = TypeVar("T")
 
@@ -36,7 +36,35 @@ COLLECTIVE = "collective"
 
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _ROUNDINGS = ("half_up", "down", "up", "hundredths")
-_SECTIONS = {"tariff", "prorata", "hygiene", "recovery", "vat", "grid", "grids", "issuer"}
+_SECTIONS = {
+    "tariff",
+    "prorata",
+    "hygiene",
+    "recovery",
+    "vat",
+    "grid",
+    "grids",
+    "streams",  # waste streams' own grids (yellow bin, biowaste)
+    "issuer",
+}
+# A tiered key replaces its flat one (docs/billing.md, "Tiered prices").
+_FLAT_OF_TIERS = {
+    "lift_tiers": "lift_price",
+    "kg_tiers": "kg_price",
+    "opening_tiers": "opening_price",
+}
+_EMPTY = Grid()
+# What a waste stream's own grid may price: its bins (household parts stay in [grid]).
+_STREAM_KEYS = {
+    "bin_fixed",
+    "included_lifts",
+    "minimum_lifts",
+    "lift_price",
+    "lift_tiers",
+    "kg_price",
+    "kg_tiers",
+    "tare_kg",
+}
 
 
 def load(path: Path) -> Tariff:
@@ -83,6 +111,7 @@ def parse(data: Mapping[str, Any], source: str) -> Tariff:
         variable_in_arrears=r.get(head, "tariff", "variable_in_arrears", r.boolean, False),
         grid=grid,
         grids=_category_grids(r, r.table(data, "grids"), grid),
+        streams=_stream_grids(r, r.table(data, "streams")),
     )
     tariff = _settings(r, data, tariff)
     if "issuer" in data:
@@ -147,14 +176,38 @@ def _grid(r: _Reader, raw: Mapping[str, Any], path: str, base: Grid) -> Grid:
         "tare_kg": r.by_int(r.quantity, "volume"),
         "included_openings": r.count,
         "opening_price": r.amount,
+        "lift_tiers": r.by_int(r.tiers, "volume"),
+        "kg_tiers": r.tiers,
+        "opening_tiers": r.tiers,
     }
     changes = {k: readers[k](raw[k], r.key(path, k)) for k in raw}
+    for tiered, flat in _FLAT_OF_TIERS.items():
+        if tiered in raw and flat in raw:
+            raise r.fail(r.key(path, tiered), f"give {flat} or {tiered}, not both")
+        # An override giving one form drops the other it would inherit from [grid].
+        if tiered in raw:
+            changes[flat] = getattr(_EMPTY, flat)
+        elif flat in raw:
+            changes[tiered] = getattr(_EMPTY, tiered)
     return replace(base, **changes)
 
 
 def _category_grids(r: _Reader, raw: Mapping[str, Any], base: Grid) -> dict[str, Grid]:
     r.no_unknown(raw, "grids", {*HOUSEHOLD_KINDS, COLLECTIVE})
     return {kind: _grid(r, r.table(raw, kind, path="grids"), f"grids.{kind}", base) for kind in raw}
+
+
+def _stream_grids(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Grid]:
+    """``[streams.<stream>]``: a stream's own prices, for every household kind. They
+    start empty, never from [grid]: a yellow bin priced like a residual one is a wrong
+    bill, and a stream without a table is not billed at all."""
+    r.no_unknown(raw, "streams", set(STREAMS) - {RESIDUAL})
+    out = {}
+    for stream in raw:
+        table = r.table(raw, stream, path="streams")
+        r.no_unknown(table, f"streams.{stream}", _STREAM_KEYS)
+        out[stream] = _grid(r, table, f"streams.{stream}", Grid())
+    return out
 
 
 class _Reader:
@@ -270,13 +323,43 @@ class _Reader:
             raise self.fail(key, "a VAT rate is a percentage below 100 (5.5 or 10)")
         return rate
 
+    def tiers(self, value: Any, key: str) -> Tiers:
+        """``[ { upto = 12, price = "2.50" }, ..., { price = "5.00" } ]``: bounds are
+        whole numbers (lifts, openings, kg), ascending; the last tier has none.
+        Tiers are named from 1 in errors (``grid.kg_tiers[2].upto``)."""
+        if not isinstance(value, list):
+            example = '[ { upto = 12, price = "2.50" }, { price = "3.50" } ]'
+            raise self.fail(key, f"must be an array of tiers, e.g. {example}")
+        if not value:
+            raise self.fail(key, "needs at least one tier")
+        out: list[Tier] = []
+        for n, item in enumerate(value, start=1):
+            sub = f"{key}[{n}]"
+            if not isinstance(item, dict):
+                raise self.fail(sub, "must be a table { upto = ..., price = ... }")
+            self.no_unknown(item, sub, {"upto", "price"})
+            price = self.get(item, sub, "price", self.amount)
+            last = n == len(value)
+            if last and "upto" in item:
+                raise self.fail(f"{sub}.upto", "the last tier has no upto: it is open-ended")
+            upto = None if last else self.get(item, sub, "upto", self.bound)
+            if upto is not None and out and (out[-1].upto or 0) >= upto:
+                raise self.fail(f"{sub}.upto", f"must be above the previous tier's {out[-1].upto}")
+            out.append(Tier(upto, price))
+        return tuple(out)
+
+    def bound(self, value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(key, "must be a whole number > 0")
+        return value
+
     def by_int(
-        self, read: Callable[[Any, str], Decimal], what: str
-    ) -> Callable[[Any, str], dict[int, Decimal]]:
-        def table(value: Any, key: str) -> dict[int, Decimal]:
+        self, read: Callable[[Any, str], T], what: str
+    ) -> Callable[[Any, str], dict[int, T]]:
+        def table(value: Any, key: str) -> dict[int, T]:
             if not isinstance(value, dict):
                 raise self.fail(key, f'must be a table by {what}, e.g. {{ "120" = "2.80" }}')
-            out: dict[int, Decimal] = {}
+            out: dict[int, T] = {}
             for name, item in value.items():
                 sub = self.key(key, name)
                 if not name.isdigit() or int(name) == 0:

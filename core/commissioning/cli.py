@@ -16,6 +16,7 @@ from core.ingest.broker_accounts import BrokerAccounts
 from core.ingest.oscore import OscoreKeys
 from core.registry import Registry
 from core.registry.devices import Devices
+from core.registry.models import BIN_STREAMS
 from core.settings import Settings
 
 Opener = Callable[[Settings], Registry]
@@ -32,6 +33,11 @@ def register(devices: argparse._SubParsersAction[argparse.ArgumentParser], opene
     c.add_argument("--serial")
     c.add_argument("--volume", dest="volume_l", type=int, help="litres (bins, containers)")
     c.add_argument("--interval", dest="report_interval_s", type=int, help="expected report period")
+    c.add_argument(
+        "--stream",
+        choices=BIN_STREAMS,
+        help="waste stream of a bin or container (default residual; yellow bin: recyclables)",
+    )
     c.set_defaults(func=lambda a, s: _run(s, opener, lambda svc: _commission(svc, a)))
     r = devices.add_parser("credentials", help="issue new credentials (old ones stop working)")
     r.add_argument("device_id")
@@ -70,6 +76,7 @@ async def _commission(svc: Commissioning, args: argparse.Namespace) -> dict[str,
         "serial",
         "volume_l",
         "report_interval_s",
+        "stream",
     )
     return await svc.commission(
         cli_actor(), device_id=args.device_id, kind=args.kind, **_fields(args, names)

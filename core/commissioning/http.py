@@ -38,6 +38,7 @@ _COMMISSION_FIELDS = {
     "collection_point_id": str,
     "volume_l": int,
     "report_interval_s": int,
+    "stream": str,  # residual (default), recyclables or biowaste; checked by the registry
 }
 _SWAP_FIELDS = {
     "model": str,

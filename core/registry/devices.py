@@ -20,7 +20,14 @@ from core.registry.errors import (
     UnknownDevice,
     UnknownPlace,
 )
-from core.registry.models import Binding, CollectionPoint, Device, DeviceSwap, Dwelling
+from core.registry.models import (
+    BIN_STREAMS,
+    Binding,
+    CollectionPoint,
+    Device,
+    DeviceSwap,
+    Dwelling,
+)
 from core.registry.service import Registry, check_device, retire_in
 
 # Default expected reporting period per kind, when the technician sets none. Meters
@@ -64,6 +71,7 @@ def _view(device: Device, binding: Binding | None, now: datetime) -> dict[str, A
         "dwelling_id": binding.dwelling_id if binding else None,
         "collection_point_id": binding.collection_point_id if binding else None,
         "volume_l": device.volume_l,
+        "stream": device.stream,
         "report_interval_s": device.report_interval_s,
         "last_seen_at": _iso(device.last_seen_at),
         "created_at": _iso(device.created_at),
@@ -104,6 +112,16 @@ def _check_values(kind: str, volume_l: int | None, report_interval_s: int | None
         raise InvalidCommissioning(f"report_interval_s: at least {MIN_REPORT_INTERVAL_S}")
 
 
+def _check_stream(kind: str, stream: str | None) -> None:
+    """A waste stream belongs to bins and containers (billing prices each apart)."""
+    if stream is None:
+        return
+    if kind not in ("bin", "container"):
+        raise InvalidCommissioning("stream: bins and containers only")
+    if stream not in BIN_STREAMS:
+        raise InvalidCommissioning(f"stream: one of {', '.join(BIN_STREAMS)}")
+
+
 class Devices:
     """Sub-service of the registry for the commissioning flow; every change audited."""
 
@@ -122,10 +140,12 @@ class Devices:
         collection_point_id: str | None = None,
         volume_l: int | None = None,
         report_interval_s: int | None = None,
+        stream: str | None = None,
     ) -> dict[str, Any]:
         """Register a device as `pending`, bound to its place from now."""
         check_device(device_id, kind)
         _check_values(kind, volume_l, report_interval_s)
+        _check_stream(kind, stream)
         now = self._registry.now()
         with self._registry.transaction() as session:
             if session.get(Device, device_id) is not None:
@@ -139,6 +159,7 @@ class Devices:
                 created_at=now,
                 status="pending",
                 volume_l=volume_l,
+                stream=stream or "residual",
                 report_interval_s=report_interval_s or DEFAULT_REPORT_INTERVAL_S[kind],
             )
             session.add(device)
@@ -163,6 +184,7 @@ class Devices:
                     "serial": serial,
                     "dwelling_id": dwelling_id,
                     "collection_point_id": collection_point_id,
+                    "stream": device.stream,
                 },
             )
             session.flush()
@@ -230,6 +252,7 @@ class Devices:
                 created_at=now,
                 status="pending",
                 volume_l=volume_l if volume_l is not None else old.volume_l,
+                stream=old.stream,  # a swap replaces a bin by one of the same stream
                 report_interval_s=old.report_interval_s,
             )
             session.add(new)

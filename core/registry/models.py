@@ -36,6 +36,8 @@ DEVICE_STATUSES: Final = ("pending", "active", "retired")  # "silent" is derived
 HOUSEHOLD_KINDS: Final = ("primary", "secondary", "professional")
 STAFF_ROLES: Final = ("technician", "care", "billing", "admin")
 SPLIT_KEYS: Final = ("none", "persons", "shares")  # how a building's bill is split
+# Waste streams of bins and containers (migration 0006); a tariff may price each apart.
+BIN_STREAMS: Final = ("residual", "recyclables", "biowaste")
 
 # Deterministic constraint names: Alembic batch mode on SQLite can only alter or
 # drop constraints it can name.
@@ -124,6 +126,7 @@ class Device(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN {DEVICE_KINDS!r}", name="kind"),
         CheckConstraint(f"status IN {DEVICE_STATUSES!r}", name="status"),
+        CheckConstraint(f"stream IN {BIN_STREAMS!r}", name="stream"),
     )
 
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -135,6 +138,9 @@ class Device(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Bins and containers: nominal volume in litres (tariffs price a lift by volume).
     volume_l: Mapped[int | None] = mapped_column(Integer)
+    # Bins and containers: the waste stream collected (yellow bin = recyclables); billing
+    # prices each stream by its own grid or not at all (docs/billing.md, migration 0006).
+    stream: Mapped[str] = mapped_column(String(16), default="residual", server_default="residual")
     # Expected reporting period: a device silent for SILENT_AFTER_PERIODS of them is "silent".
     report_interval_s: Mapped[int | None] = mapped_column(Integer)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

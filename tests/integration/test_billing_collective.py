@@ -14,11 +14,8 @@ Every building below has the same shared bins and lifts, so the manager's bill i
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
@@ -33,9 +30,13 @@ from core.registry import Registry
 from core.registry.models import Binding, Device, Household, Occupancy
 from core.registry.territory import Territory
 from core.store.embedded import EmbeddedStore
+from tests import billing_fixtures as shared
+from tests.billing_fixtures import at
 from tests.clock import Clock
 
-PARIS = ZoneInfo("Europe/Paris")
+# the shared fixtures, with this module's clock below
+registry, store, billing = shared.registry, shared.store, shared.billing
+
 S2 = Period.semester(2024, 2)
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 SINCE = datetime(2020, 1, 1, tzinfo=UTC)
@@ -46,24 +47,8 @@ SHARED = (("A", 660), ("B", 660), ("C", 770))
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=Clock(T0))
-    reg.upgrade()
-    yield reg
-    reg.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path / "telemetry.sqlite")
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def billing(registry: Registry, store: EmbeddedStore) -> BillingService:
-    return BillingService(registry, store)
+def clock() -> Clock:
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -104,7 +89,7 @@ def building(
 
 
 def lift(device_id: str, day: date) -> Record:
-    when = datetime.combine(day, time(6), tzinfo=PARIS)
+    when = at(day)
     fields = (("source", "truck-1"),)
     return Record(BIN_EVENT, device_id, int(when.timestamp()) * 10**9, fields, (("kind", "lift"),))
 

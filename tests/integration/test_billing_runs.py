@@ -4,19 +4,17 @@ telemetry store with events written through its adapter, the bundled Batzendorf 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
 from billing import service as service_mod
-from billing.errors import BillingInputError
+from billing.errors import BillingInputError, BillingRunError
 from billing.model import Period
-from billing.service import BillingRunError, BillingService, TariffFile, read_tariff
+from billing.service import BillingService, TariffFile, read_tariff
 from core.records import BIN_EVENT, Record
 from core.registry import Registry
 from core.registry.models import (
@@ -33,9 +31,13 @@ from core.registry.models import (
     Occupancy,
 )
 from core.store.embedded import EmbeddedStore
+from tests import billing_fixtures as shared
+from tests.billing_fixtures import at
 from tests.clock import Clock
 
-PARIS = ZoneInfo("Europe/Paris")
+# the shared fixtures, with this module's clock below
+registry, store, billing = shared.registry, shared.store, shared.billing
+
 S1 = Period.semester(2013, 1)
 S2 = Period.semester(2013, 2)
 T0 = datetime(2013, 7, 2, 9, 0, tzinfo=UTC)
@@ -46,33 +48,13 @@ OPERATOR = "agent.facturation"
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=Clock(T0))
-    reg.upgrade()
-    yield reg
-    reg.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path / "telemetry.sqlite")
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def billing(registry: Registry, store: EmbeddedStore) -> BillingService:
-    return BillingService(registry, store)
+def clock() -> Clock:
+    return Clock(T0)
 
 
 @pytest.fixture
 def batz() -> TariffFile:
     return read_tariff("batzendorf-2013")
-
-
-def at(day: date, hour: int = 6) -> datetime:
-    return datetime.combine(day, time(hour), tzinfo=PARIS)
 
 
 def ns(when: datetime) -> int:

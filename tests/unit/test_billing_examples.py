@@ -7,11 +7,10 @@ shapes French territories publish. Each test shows its arithmetic.
 from __future__ import annotations
 
 import tomllib
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -28,14 +27,10 @@ from billing.model import (
     Period,
     Tariff,
 )
+from tests.billing_fixtures import at
 
-PARIS = ZoneInfo("Europe/Paris")
 S1_2013 = Period.semester(2013, 1)  # 181 days
 BIN_120 = Equipment("B1", "D1", 120, date(2010, 1, 1))
-
-
-def at(day: date, hour: int = 6) -> datetime:
-    return datetime.combine(day, time(hour), tzinfo=PARIS)
 
 
 def lifts(bin_id: str, first: date, count: int, step_days: int = 7) -> tuple[Lift, ...]:

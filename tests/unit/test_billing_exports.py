@@ -14,19 +14,8 @@ import pytest
 from billing import document, export_csv, pdf, pes, rules, tariff
 from billing.errors import BillingInputError
 from billing.model import Account, Correction, Equipment, Lift, Occupancy, Period
+from tests.billing_fixtures import ISSUER
 
-ISSUER = document.Issuer(
-    name="Communauté de communes d'exemple",
-    budget_code="01",
-    budget_name="Budget annexe déchets",
-    siret="20001234500017",
-    address=("1 place de la Mairie", "67170 Exemple"),
-    deliberation="Délibération n° 2012-45 du 10 décembre 2012",
-    payment=("PayFiP : www.payfip.gouv.fr", "Virement : FR76 0000 0000 0000 0000"),
-    treasury="Service de gestion comptable de Haguenau",
-    collectivity_code="123",
-    post_code="067012",
-)
 HOUSEHOLD = document.Debtor(
     ref="h-1", name="M. Étienne Müller", address=("2 rue des Lilas", "67170 Batzendorf")
 )

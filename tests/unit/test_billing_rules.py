@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,8 +26,8 @@ from billing.model import (
     Period,
     Tariff,
 )
+from tests.billing_fixtures import at
 
-PARIS = ZoneInfo("Europe/Paris")
 S1 = Period.semester(2013, 1)
 BIN = Equipment("B1", "D1", 120, date(2010, 1, 1))
 HOME = (Occupancy("D1", date(2012, 1, 1)),)
@@ -37,10 +36,6 @@ HOME = (Occupancy("D1", date(2012, 1, 1)),)
 @pytest.fixture(scope="module")
 def batz() -> Tariff:
     return tariff.bundled("batzendorf-2013")
-
-
-def at(day: date, hour: int = 6, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), tzinfo=PARIS)
 
 
 def lift_line(bill: Bill) -> FeeLine:

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = ("meters", "bins", "alerts", "billing")
 EDGES = {"service", "http", "cli", "scoring", "sms", "enrolment", "book"}
+EDGES |= {"registry_io", "computation"}  # billing's service, split by role
 IO = (
     "aiohttp",
     "sqlalchemy",
