@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,11 @@ from core.store.port import TelemetryStore
 
 DEFAULT_WINDOW_S = 7 * 86400
 MAX_POINTS = 50_000  # a year of 15-min readings is 35,040 points
+# What the staff pages share (core/http/static/): served by name, never a folder walk.
+STATIC_FILES = {
+    "staff.js": "text/javascript",
+    "staff.css": "text/css",
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ def build_app(deps: HttpDeps) -> web.Application:
     billing_http.add_routes(app, deps.tariffs)
     billing_http.add_staff_routes(app, deps.billing, deps.tariffs)
     app.router.add_get("/", index)
+    for name in STATIC_FILES:
+        app.router.add_get(f"/static/{name}", static_file)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/summary", summary)
@@ -84,6 +92,25 @@ def build_app(deps: HttpDeps) -> web.Application:
 async def index(_request: web.Request) -> web.Response:
     page = resources.files("core.http").joinpath("static/index.html").read_text()
     return web.Response(text=page, content_type="text/html")
+
+
+@public  # code and style only, no data: the pages' API calls are what is role-checked
+async def static_file(request: web.Request) -> web.Response:
+    name = request.path.removeprefix("/static/")
+    body = resources.files("core.http").joinpath("static", name).read_bytes()
+    # Each page pins these bytes by hash (integrity attribute): a cached older copy would
+    # be refused, so the browser revalidates every time; the ETag makes that a 304.
+    digest = hashlib.sha256(body).hexdigest()
+    fresh = any(tag.value in (digest, "*") for tag in request.if_none_match or ())
+    response = web.Response(
+        status=304 if fresh else 200,
+        body=None if fresh else body,
+        content_type=STATIC_FILES[name],
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+    response.etag = digest
+    return response
 
 
 @public

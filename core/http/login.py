@@ -52,8 +52,9 @@ async def page(request: web.Request) -> web.Response:
     )
 
 
-# Each page pins its own inline script by hash in a <meta> policy; the header adds what
-# a <meta> policy cannot say (framing), so both policies together stay strict.
+# Each page pins its scripts (its inline one, /static/staff.js) by hash in a <meta>
+# policy; the header adds what a <meta> policy cannot say (framing), so both policies
+# together stay strict.
 CSP = "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 

@@ -104,6 +104,8 @@ async def test_public_routes_are_only_the_expected_ones(foyer: Foyer) -> None:
         "/technician",
         "/care",
         "/billing",  # a static page: every piece of data behind it needs the billing role
+        "/static/staff.js",  # the staff pages' shared code and style: no data
+        "/static/staff.css",
         "/webhooks/twilio/sms",  # verified by Twilio's request signature instead
         "/webhooks/twilio/status",
         "/api/billing/tariffs",  # the residents' fee simulator: published tariffs,
