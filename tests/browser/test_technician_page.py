@@ -169,3 +169,22 @@ def test_a_user_without_the_technician_role_is_told_so_and_sees_no_device(
     assert BILLING in message.text
     assert not driver.find_element(By.ID, "app").is_displayed()
     assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="device-item"]')
+
+
+def test_a_yellow_bin_is_commissioned_with_its_waste_stream(
+    driver: webdriver.Chrome, base_url: str
+) -> None:
+    open_logged_in(driver, base_url, TECHNICIAN)
+    by_testid(driver, "nav-commission").click()
+    Select(by_testid(driver, "c-kind")).select_by_value("bin")
+    by_testid(driver, "c-device-id").send_keys("b-yellow-1")
+    by_testid(driver, "c-dwelling-search").send_keys("Lilas")
+    by_testid(driver, "dwelling-choice").click()
+    by_testid(driver, "c-volume").send_keys("240")
+    Select(by_testid(driver, "c-stream")).select_by_value("recyclables")
+    by_testid(driver, "c-submit").click()
+    by_testid(driver, "credentials-done").click()
+    wait(driver).until(lambda d: by_testid(d, "detail-id").text == "b-yellow-1")
+    # the device panel says what the billing will use: its volume and its stream
+    fields = wait(driver).until(lambda d: d.find_element(By.ID, "d-fields").text)
+    assert "240 L" in fields and "recyclables" in fields
