@@ -1,5 +1,6 @@
 """What the billing tests share: the test issuer, local times, and the integration
-tests' real SQLite registry (migrated by Alembic) and embedded telemetry store.
+tests' real registry (SQLite, or PostgreSQL where a module parametrizes it; migrated by
+Alembic) and embedded telemetry store.
 
 A test module takes the fixtures by binding them to its own names (pytest finds a
 fixture by the module attribute; an import would trip ruff's F811 on each test's
@@ -22,6 +23,7 @@ from billing.service import BillingService
 from core.registry import Registry
 from core.store.embedded import EmbeddedStore
 from tests.clock import Clock
+from tests.conftest import registry_url_for
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -45,8 +47,10 @@ def at(day: date, hour: int = 6, minute: int = 0) -> datetime:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, clock: Clock) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=clock)
+def registry(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Registry]:
+    """SQLite unless a module parametrizes it indirectly with REGISTRY_BACKENDS."""
+    backend = str(getattr(request, "param", "sqlite"))
+    reg = Registry(registry_url_for(request, backend, tmp_path), clock=clock)
     reg.upgrade()
     yield reg
     reg.close()

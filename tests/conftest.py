@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import InfluxDB, Mosquitto, SecureMosquitto
+from tests.servers import InfluxDB, Mosquitto, PostgreSQL, SecureMosquitto
 
 _db_counter = itertools.count()
 
@@ -47,3 +47,47 @@ def secure_mosquitto(tmp_path: Path) -> Iterator[SecureMosquitto]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[PostgreSQL]:
+    """One PostgreSQL cluster per session: initdb and start-up cost about a second."""
+    server = PostgreSQL()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgresql: PostgreSQL) -> Iterator[str]:
+    """A fresh, empty database per test (SQLAlchemy URL); dropped afterwards."""
+    name = f"foyer_t{next(_db_counter)}"
+    postgresql.create_database(name)
+    yield postgresql.url(name)
+    postgresql.drop_database(name)
+
+
+# The registry's backends (DESIGN.md habit 9: one contract, every adapter). PostgreSQL
+# needs the session's server, hence the `servers` mark on its parameter.
+REGISTRY_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.servers),
+]
+
+
+def registry_url_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """A fresh registry database on ``backend``: a SQLite file or a PostgreSQL database."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    raise ValueError(f"unknown registry backend {backend!r}")
+
+
+@pytest.fixture(params=REGISTRY_BACKENDS)
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty registry database, once per backend (SQLite file, PostgreSQL database)."""
+    return registry_url_for(request, str(request.param), tmp_path)

@@ -1,18 +1,26 @@
-"""Real servers for tests and benchmarks: Mosquitto and InfluxDB 1.x on free loopback ports."""
+"""Real servers for tests and benchmarks: Mosquitto, InfluxDB 1.x and PostgreSQL on free
+loopback ports."""
 
 from __future__ import annotations
 
 import glob
 import os
+import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import IO
+
+import psycopg
+from psycopg import sql
 
 START_TIMEOUT_S = 30.0
 
@@ -206,3 +214,145 @@ class InfluxDB(Server):
         data = urllib.parse.urlencode({"q": f'CREATE DATABASE "{name}"'}).encode()
         with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=5):  # noqa: S310
             pass
+
+
+POSTGRES_BIN_DIRS = "/usr/lib/postgresql/*/bin"  # Debian's layout; PATH is the fallback
+POSTGRES_SUPERUSER = "foyer"
+
+
+def postgres_binary(name: str) -> str:
+    """A PostgreSQL server binary: Debian keeps initdb and postgres off PATH."""
+
+    def version(bindir: str) -> int:
+        number = Path(bindir).parent.name
+        return int(number) if number.isdigit() else 0
+
+    for bindir in sorted(glob.glob(POSTGRES_BIN_DIRS), key=version, reverse=True):
+        candidate = Path(bindir) / name
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(
+            f"PostgreSQL's {name} not found: install Debian's `postgresql` "
+            "(`make deps`, deploy/dev/bootstrap.sh)"
+        )
+    return found
+
+
+def _unprivileged_account() -> tuple[int, int]:
+    """(uid, gid) to run PostgreSQL as: it refuses to start as root.
+
+    Debian's package creates the `postgres` account; `nobody` serves otherwise.
+    """
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid
+    raise RuntimeError("running as root and neither `postgres` nor `nobody` exists")
+
+
+class PostgreSQL(Server):
+    """A throw-away cluster: trust auth on loopback, its socket in its own directory.
+
+    ``workdir`` is made here, not under pytest's tmp_path: as root the server runs as
+    an unprivileged account, which cannot enter pytest's 0700 root-owned base dir.
+    Call ``remove`` after ``stop``.
+    """
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self._account = _unprivileged_account() if os.geteuid() == 0 else None
+        workdir = Path(tempfile.mkdtemp(prefix="foyer-pg-"))
+        super().__init__(workdir)
+        self.datadir = workdir / "data"
+        self.sockdir = workdir / "sock"
+        self.sockdir.mkdir()
+        self.log.touch()
+        if self._account is not None:
+            for path in (workdir, self.sockdir, self.log):
+                os.chown(path, *self._account)
+        try:
+            self._run([postgres_binary("initdb"), "-D", str(self.datadir),
+                       "-U", POSTGRES_SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C",
+                       "--no-sync"])  # fmt: skip
+        except BaseException:
+            self.remove()
+            raise
+
+    def _spawn(self, argv: list[str], out: IO[bytes] | int) -> subprocess.Popen[bytes]:
+        """Start ``argv`` as the unprivileged account when running as root."""
+        uid, gid = self._account or (None, None)
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, user=uid, group=gid,
+            extra_groups=None if uid is None else [],
+        )  # fmt: skip
+
+    def _run(self, argv: list[str]) -> None:
+        proc = self._spawn(argv, subprocess.PIPE)
+        output, _ = proc.communicate(timeout=START_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {output.decode()[-2000:]}")
+
+    def command(self) -> list[str]:
+        # Durability is not what these tests prove: fsync off makes DDL fast.
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.sockdir),
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+            # Not UTC on purpose, as many production servers: the registry must still
+            # hand back UTC datetimes (core/registry/service.py sets the session's zone).
+            "timezone": "Europe/Paris",
+        }
+        argv = [postgres_binary("postgres"), "-D", str(self.datadir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return argv
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = self._spawn(self.command(), out)
+        _wait_for(self.ready, self.name, self.proc, self.log)
+
+    def stop(self) -> None:
+        # SIGTERM waits for clients to leave ("smart"); SIGINT is the "fast" shutdown.
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+        super().stop()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://{POSTGRES_SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def _connect(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user=POSTGRES_SUPERUSER, dbname=database,
+            autocommit=True, connect_timeout=2,
+        )  # fmt: skip
+
+    def ready(self) -> bool:
+        try:
+            with self._connect():
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def create_database(self, name: str) -> None:
+        with self._connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        # FORCE: a test that leaked a connection must not keep its database alive.
+        with self._connect() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, make_url, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,6 +53,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _postgresql_session(dbapi_connection: Any, _record: Any) -> None:
+    # timestamptz comes back in the session's zone: UTC, as on SQLite, whatever the
+    # server's default. Autocommit, or the pool's rollback on check-in would undo the SET
+    # (SQLAlchemy's PostgreSQL dialect docs, "Setting Alternate Search Paths on Connect").
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_connection.autocommit = autocommit
+
+
+def _create_engine(url: str) -> Engine:
+    """An engine with each backend's session settings; connects on first use only."""
+    if make_url(url).get_backend_name() == "postgresql":
+        # A restarted server leaves dead pooled connections: test each on checkout.
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "connect", _postgresql_session)
+        return engine
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def check_device(device_id: str, kind: str) -> None:
@@ -142,9 +167,7 @@ class Registry:
         # create_engine does not connect; the first query does.
         self._url = url
         self._clock = clock
-        self._engine: Engine = create_engine(url)
-        if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._engine: Engine = _create_engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @contextmanager

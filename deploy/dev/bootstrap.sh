@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for `make demo` / `make test`: the system servers Foyer
-# talks to (Mosquitto, InfluxDB 1.x, libcoap's client) and a venv with Foyer and its deps.
+# talks to (Mosquitto, InfluxDB 1.x, PostgreSQL, libcoap's client) and a venv with Foyer
+# and its deps.
 set -euo pipefail
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
@@ -10,6 +11,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v coap-client-notls >/dev/null 2>&1 || need+=(libcoap3-bin)
+# the registry contract tests start their own PostgreSQL (tests/servers.py): Debian keeps
+# initdb and postgres in /usr/lib/postgresql/<version>/bin, off PATH
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 # aiocoap's DTLS server (coaps://, DTLS-PSK) needs DTLSSocket, built from source with autoconf
 command -v autoreconf >/dev/null 2>&1 || need+=(autoconf)
 command -v automake >/dev/null 2>&1 || need+=(automake)
