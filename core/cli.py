@@ -9,11 +9,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from alerts import cli as care_cli
 from billing import cli as billing_cli
-from core import cli_staff, cli_territory
+from core import cli_staff, cli_territory, logs
 from core import settings as settings_mod
 from core.commissioning import cli as commissioning_cli
 from core.commissioning.service import CredentialsError
@@ -25,15 +26,12 @@ log = logging.getLogger("foyer")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = settings_mod.load(args.config)
     except (OSError, settings_mod.SettingsError) as err:
         print(f"foyer: configuration: {err}", file=sys.stderr)
         return 2
+    logs.configure(logging.INFO if args.verbose else logging.WARNING, settings.log_format)
     try:
         code: int = args.func(args, settings)
     except (RegistryError, CredentialsError) as err:
@@ -47,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML file with a [foyer] table")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
-    sub.add_parser("serve", help="run ingestion, HTTP API and scheduler").set_defaults(func=_serve)
+    serve = sub.add_parser("serve", help="run ingestion, HTTP API and scheduler (or one role)")
+    serve.add_argument(
+        "--role",
+        choices=settings_mod.ROLES,
+        help="what this process runs (default: FOYER_ROLE, else all); docs/configuration.md",
+    )
+    serve.set_defaults(func=_serve)
     sub.add_parser("demo", help="a simulated commune on the embedded store").set_defaults(
         func=_demo
     )
@@ -134,8 +138,11 @@ def _device_list(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve(_args: argparse.Namespace, settings: Settings) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from core.service import running
+
+    if args.role:
+        settings = replace(settings, role=args.role)
 
     async def serve() -> None:
         stop = asyncio.Event()

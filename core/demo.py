@@ -228,12 +228,12 @@ def _line(foyer: Foyer) -> str:
             if sample.name.endswith("_total"):
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
     return (
-        f"devices={len(foyer.directory)} "
+        f"devices={len(foyer.directory or ())} "
         f"received={totals.get('foyer_messages_received_total', 0):.0f} "
         f"stored={totals.get('foyer_records_stored_total', 0):.0f} "
         f"refused={totals.get('foyer_messages_refused_total', 0):.0f} "
         f"ignored={totals.get('foyer_records_ignored_total', 0):.0f} "
-        f"queue={foyer.writer.depth}"
+        f"queue={foyer.writer.depth if foyer.writer else 0}"
     )
 
 

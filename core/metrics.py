@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -36,3 +40,29 @@ class Metrics:
             "foyer_ack_latency_seconds", "Receive to durable storage", ["transport"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
+        self.job_runs = Counter(
+            "foyer_job_runs", "Scheduled job runs, by job and outcome (ok, error, missed)",
+            ["job", "outcome"], registry=r,
+        )  # fmt: skip
+        self.sms = Counter(
+            "foyer_sms", "SMS handed to the provider (sent) or refused by it (failed)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+
+    def observe_spool(self, spooled: Callable[[], int], replayed: Callable[[], int]) -> None:
+        """The spool counts its own batches; expose them as counters at scrape time."""
+        self.registry.register(_SpoolCounters(spooled, replayed))
+
+
+class _SpoolCounters(Collector):
+    def __init__(self, spooled: Callable[[], int], replayed: Callable[[], int]) -> None:
+        self._spooled = spooled
+        self._replayed = replayed
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "foyer_spool_spooled_batches", "Batches written to the spool", value=self._spooled()
+        )
+        yield CounterMetricFamily(
+            "foyer_spool_replayed_batches", "Spooled batches replayed", value=self._replayed()
+        )

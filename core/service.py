@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from alerts.scoring import CareScoring
 from alerts.service import CareService
-from alerts.sms import SmsSettings, build_channel
+from alerts.sms import SmsChannel, SmsSettings, build_channel
 from billing.book import TariffBook
 from billing.service import BillingService
 from bins.rules import bin_rule
 from core.commissioning.service import Commissioning
-from core.http.app import HttpDeps, build_app
+from core.http.app import HttpDeps, ProbeDeps, build_app, build_probe_app
 from core.ingest import coap
 from core.ingest.broker_accounts import BrokerAccounts
 from core.ingest.directory import DeviceDirectory
@@ -33,6 +37,7 @@ from core.ingest.oscore import OscoreKeys
 from core.ingest.pipeline import Pipeline
 from core.ingest.writer import BatchWriter
 from core.metrics import Metrics
+from core.readiness import Check, influx_check, mqtt_check, registry_check, spooling_check
 from core.registry import Registry
 from core.registry.devices import Devices
 from core.settings import Settings, split_bind, without_secret
@@ -56,24 +61,46 @@ def build_rules() -> Mapping[str, RecordRule]:
     return {"meter": meter, "bin": bin_rule, "container": bin_rule, "truck": bin_rule}
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What a role runs: `foyer serve --role` (docs/configuration.md, "Roles")."""
+
+    ingest: bool  # MQTT + CoAP ingestion and the batch writer (several workers share the load)
+    api: bool  # the HTTP API and pages
+    jobs: bool  # the registry-wide jobs: exactly one scheduler in a deployment
+
+
+ROLE_PARTS = {
+    "all": Parts(ingest=True, api=True, jobs=True),
+    "ingest": Parts(ingest=True, api=False, jobs=False),
+    "api": Parts(ingest=False, api=True, jobs=False),
+    "scheduler": Parts(ingest=False, api=False, jobs=True),
+}
+
+
 @dataclass
 class Foyer:
+    """The running parts; those the role does not need stay None."""
+
     settings: Settings
+    parts: Parts
     metrics: Metrics
     registry: Registry
     store: TelemetryStore
-    directory: DeviceDirectory
-    writer: BatchWriter
-    pipeline: Pipeline
-    commissioning: Commissioning
-    keys: OscoreKeys
-    care: CareService
-    scoring: CareScoring
-    sms: SmsSettings
-    billing: BillingService
+    started_at: float
+    checks: dict[str, Check] = field(default_factory=dict)  # /readyz
+    directory: DeviceDirectory | None = None
+    writer: BatchWriter | None = None
+    pipeline: Pipeline | None = None
+    keys: OscoreKeys | None = None
+    commissioning: Commissioning | None = None
+    care: CareService | None = None
+    scoring: CareScoring | None = None
+    sms: SmsSettings | None = None
+    billing: BillingService | None = None
     mqtt: MqttIngest | None = None
     coap_context: Any = None
-    http_port: int | None = None
+    http_port: int | None = None  # the API (api, all) or the probe listener (ingest, scheduler)
     http_app: web.Application | None = None
     scheduler: AsyncIOScheduler | None = None
     coap_port: int | None = None
@@ -81,57 +108,95 @@ class Foyer:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Foyer]:
-    """`async with running(settings) as foyer:` — everything up, then down in reverse."""
+    """`async with running(settings) as foyer:` — the role's parts up, then down in reverse."""
+    parts = ROLE_PARTS[settings.role]
     async with AsyncExitStack() as stack:
         tasks = await stack.enter_async_context(_task_group())
-        foyer = await _core(settings, stack, tasks)
-        await _transports(foyer, stack)
-        await _http(foyer, stack)
+        foyer = await _core(settings, parts, stack, tasks)
+        if parts.ingest or parts.api:
+            await _directory(foyer)
+        if parts.ingest:
+            _ingestion(foyer, tasks)
+        if parts.api or parts.jobs:
+            _domains(foyer)
+        await _broker_accounts(foyer, stack)
+        if parts.ingest:
+            await _transports(foyer, stack)
+        await (_http(foyer, stack) if parts.api else _probe_http(foyer, stack))
         _scheduler(foyer, stack)
         log.warning("Foyer running: %s", _describe(foyer))
         yield foyer
 
 
-async def _core(settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Task[None]]) -> Foyer:
+async def _core(
+    settings: Settings, parts: Parts, stack: AsyncExitStack, tasks: set[asyncio.Task[None]]
+) -> Foyer:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     registry = Registry(settings.registry)
     await asyncio.to_thread(registry.upgrade)
     stack.callback(registry.close)
-    store = await _store(settings, stack, tasks)
-    directory = DeviceDirectory(registry.usable_devices, registry.record_seen)
-    await directory.refresh()
-    writer = BatchWriter(store)
-    _spawn(tasks, writer.run(), "batch-writer")
+    store = await _store(settings, parts, stack, tasks, metrics)
     # LIFO: background tasks stop before the store they write to is closed.
     stack.push_async_callback(_cancel_all, tasks)
-    pipeline = Pipeline(directory, build_rules(), writer, metrics, settings.horizon_days * 86400)
-    keys = OscoreKeys(settings.data_dir / "oscore")
-    commissioning = Commissioning(Devices(registry), keys=keys, on_change=directory.refresh)
-    sms = sms_settings(settings)
-    care = CareService(
-        registry,
-        build_channel(sms, settings.data_dir),
-        status_callback=sms.status_callback(),
-        store=store,
+    foyer = Foyer(settings, parts, metrics, registry, store, time.time())
+    foyer.checks["registry"] = registry_check(registry)
+    foyer.checks["store"] = (
+        influx_check(store) if isinstance(store, InfluxStore) else spooling_check()
     )
-    scoring = CareScoring(store, care, settings.data_dir / "care-models")
-    billing = BillingService(registry, store)  # runs, invoices: registry + telemetry
-    return Foyer(
-        settings,
-        metrics,
-        registry,
-        store,
-        directory,
-        writer,
-        pipeline,
-        commissioning,
-        keys,
-        care,
-        scoring,
-        sms,
-        billing,
+    return foyer
+
+
+async def _directory(foyer: Foyer) -> None:
+    """What ingest and api share: the device directory, and the CoAP key files that
+    ingestion serves and commissioning issues."""
+    registry = foyer.registry
+    foyer.directory = DeviceDirectory(registry.usable_devices, registry.record_seen)
+    await foyer.directory.refresh()
+    foyer.keys = OscoreKeys(foyer.settings.data_dir / "oscore")
+
+
+def _ingestion(foyer: Foyer, tasks: set[asyncio.Task[None]]) -> None:
+    assert foyer.directory is not None  # built for every role that ingests
+    writer = BatchWriter(foyer.store)
+    _spawn(tasks, writer.run(), "batch-writer")
+    foyer.metrics.queue_depth.set_function(lambda: writer.depth)  # fresh at every scrape
+    foyer.writer = writer
+    horizon_s = foyer.settings.horizon_days * 86400
+    foyer.pipeline = Pipeline(foyer.directory, build_rules(), writer, foyer.metrics, horizon_s)
+
+
+def _domains(foyer: Foyer) -> None:
+    """Commissioning, care and billing: what the API serves and the jobs run."""
+    s, registry, store = foyer.settings, foyer.registry, foyer.store
+    if foyer.directory is not None:
+        foyer.commissioning = Commissioning(
+            Devices(registry), keys=foyer.keys, on_change=foyer.directory.refresh
+        )
+    foyer.sms = sms_settings(s)
+    channel = CountedSms(build_channel(foyer.sms, s.data_dir), foyer.metrics)
+    foyer.care = CareService(
+        registry, channel, status_callback=foyer.sms.status_callback(), store=store
     )
+    foyer.scoring = CareScoring(store, foyer.care, s.data_dir / "care-models")
+    foyer.billing = BillingService(registry, store)  # runs, invoices: registry + telemetry
+
+
+class CountedSms:
+    """The SMS channel, counted: `foyer_sms_total{outcome="sent"|"failed"}`."""
+
+    def __init__(self, inner: SmsChannel, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def send(self, to: str, body: str, status_callback: str | None) -> str:
+        try:
+            sid = await self._inner.send(to, body, status_callback)
+        except Exception:
+            self._metrics.sms.labels("failed").inc()
+            raise  # the care service records the failure and escalates
+        self._metrics.sms.labels("sent").inc()
+        return sid
 
 
 def sms_settings(s: Settings) -> SmsSettings:
@@ -141,7 +206,11 @@ def sms_settings(s: Settings) -> SmsSettings:
 
 
 async def _store(
-    settings: Settings, stack: AsyncExitStack, tasks: set[asyncio.Task[None]]
+    settings: Settings,
+    parts: Parts,
+    stack: AsyncExitStack,
+    tasks: set[asyncio.Task[None]],
+    metrics: Metrics,
 ) -> TelemetryStore:
     if not settings.influx_url:
         embedded = EmbeddedStore(settings.data_dir / "telemetry.sqlite")
@@ -150,43 +219,59 @@ async def _store(
         return embedded
     influx = InfluxStore(settings.influx_url, settings.influx_db, settings.influx_token or None)
     await influx.open()
-    spooling = SpoolingStore(influx, Spool(settings.data_dir / "spool.sqlite"))
+    if not parts.ingest:
+        # api and scheduler only read: no writes to spool, and no spool to replay.
+        stack.push_async_callback(influx.close)
+        return influx
+    spooling = SpoolingStore(influx, Spool(spool_path(settings)))
     await spooling.open()
     stack.push_async_callback(spooling.close)
     _spawn(tasks, spooling.run_replayer(), "spool-replayer")
+    metrics.spool_batches.set_function(lambda: spooling.pending)
+    metrics.observe_spool(lambda: spooling.spooled_batches, lambda: spooling.replayed_batches)
     return spooling
+
+
+def spool_path(settings: Settings) -> Path:
+    """One spool per writer: ingest workers sharing a data_dir each replay their own
+    (by MQTT client id, stable across restarts, so a restarted worker finds its spool)."""
+    if settings.role == "all":
+        return settings.data_dir / "spool.sqlite"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", settings.mqtt_client_id)
+    return settings.data_dir / f"spool-{name}.sqlite"
 
 
 async def _broker_accounts(foyer: Foyer, stack: AsyncExitStack) -> None:
     """Device accounts on the broker (dynamic security), and Foyer's own ingest account."""
     s = foyer.settings
-    if not s.mqtt_admin_url:
+    if not s.mqtt_admin_url or not (foyer.parts.ingest or foyer.parts.api):
         return
     broker = BrokerAccounts(s.mqtt_admin_url, client_id=f"{s.mqtt_client_id}-admin")
     await broker.open()
     stack.push_async_callback(broker.close)
     ingest = urlsplit(s.mqtt_url)
-    if ingest.username and ingest.password:
+    if foyer.parts.ingest and ingest.username and ingest.password:
         await broker.ensure_ingest_account(unquote(ingest.username), unquote(ingest.password))
-    foyer.commissioning.broker = broker
+    if foyer.commissioning is not None:
+        foyer.commissioning.broker = broker
 
 
 async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
-    s = foyer.settings
-    await _broker_accounts(foyer, stack)
+    s, pipeline = foyer.settings, foyer.pipeline
+    assert pipeline is not None and foyer.keys is not None  # built by _ingestion
     if s.mqtt_url:
-        mqtt = MqttIngest(
-            MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group), foyer.pipeline, foyer.metrics
-        )
+        mqtt = MqttIngest(MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group), pipeline,
+                          foyer.metrics)  # fmt: skip
         await mqtt.start()
         stack.push_async_callback(mqtt.stop)
         foyer.mqtt = mqtt
+        foyer.checks["mqtt"] = mqtt_check(mqtt)
     if s.coap_bind:
         host, port = split_bind(s.coap_bind)
         foyer.keys.reload()  # on the loop, as aiocoap's context file locks require
         stack.callback(foyer.keys.close)  # after the server stops: persists replay windows
         ctx = await coap.start_server(
-            foyer.pipeline,
+            pipeline,
             foyer.metrics,
             host,
             port,
@@ -200,57 +285,92 @@ async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
 
 
 async def _http(foyer: Foyer, stack: AsyncExitStack) -> None:
-    host, port = split_bind(foyer.settings.http_bind)
+    assert foyer.directory is not None and foyer.commissioning is not None
+    assert foyer.care is not None and foyer.sms is not None and foyer.billing is not None
     deps = HttpDeps(
         foyer.store,
         foyer.metrics,
         foyer.directory,
         foyer.writer,
-        time.time(),
+        foyer.started_at,
         foyer.registry,
         foyer.commissioning,
         foyer.care,
         foyer.sms,
         TariffBook(foyer.settings.data_dir / "tariffs"),
         foyer.billing,
+        foyer.checks,
     )
     foyer.http_app = build_app(deps)
-    runner = web.AppRunner(foyer.http_app, access_log=None)
+    foyer.http_port = await _serve(foyer.http_app, foyer.settings.http_bind, stack)
+
+
+async def _probe_http(foyer: Foyer, stack: AsyncExitStack) -> None:
+    """ingest and scheduler serve no API: /healthz, /readyz and /metrics on probe_bind."""
+    if not foyer.settings.probe_bind:
+        return
+    app = build_probe_app(ProbeDeps(foyer.metrics, foyer.started_at, foyer.checks))
+    foyer.http_port = await _serve(app, foyer.settings.probe_bind, stack)
+
+
+async def _serve(app: web.Application, bind: str, stack: AsyncExitStack) -> int:
+    host, port = split_bind(bind)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, host, port)
     await site.start()
-    foyer.http_port = runner.addresses[0][1] if runner.addresses else port
+    return int(runner.addresses[0][1]) if runner.addresses else port
 
 
 def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
     """Jobs are stateless over persisted state (registry, model files): a restart only
     rebuilds this schedule, and the start-up run catches up a missed nightly retrain."""
     scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_listener(_count_run(foyer.metrics), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
+                           | EVENT_JOB_MISSED)  # fmt: skip
     start = datetime.now(UTC)
 
     def every(func: Any, seconds: float, job_id: str, *, now: bool = False) -> None:
         # APScheduler 3 reads next_run_time=None as "paused": pass it only to run at once.
         first = {"next_run_time": start} if now else {}
         scheduler.add_job(
-            func,
-            "interval",
-            seconds=seconds,
-            args=[foyer],
-            id=job_id,
-            max_instances=1,
-            coalesce=True,
-            **first,
+            func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **first
         )
 
-    every(_refresh, DIRECTORY_REFRESH_S, "directory-refresh")
-    every(_flush_seen, 5, "first-contact")
-    every(_gauges, 2, "gauges")
-    every(_device_states, DEVICE_STATES_S, "device-states", now=True)
-    every(_care_escalate, CARE_ESCALATE_S, "care-escalate")
-    every(_care_score, CARE_SCORE_S, "care-score")
+    _local_jobs(foyer, every)
+    if foyer.parts.jobs:
+        _registry_jobs(foyer, scheduler, every, start)
+    if not scheduler.get_jobs():
+        return
+    scheduler.start()
+    stack.callback(scheduler.shutdown, wait=False)
+    foyer.scheduler = scheduler
+
+
+def _local_jobs(foyer: Foyer, every: Callable[..., None]) -> None:
+    """This process's own caches: every process with a device directory runs them."""
+    directory = foyer.directory
+    if directory is None:
+        return
+    every(functools.partial(_refresh, foyer, directory), DIRECTORY_REFRESH_S, "directory-refresh")
+    if foyer.pipeline is not None:  # first contact is recorded by the pipeline
+        every(directory.flush_seen, 5, "first-contact")
+
+
+def _registry_jobs(
+    foyer: Foyer, scheduler: AsyncIOScheduler, every: Callable[..., None], start: datetime
+) -> None:
+    """Registry-wide jobs: one scheduler per deployment, or SMS would go out twice."""
+    care, scoring = foyer.care, foyer.scoring
+    assert care is not None and scoring is not None  # built by _domains
+    devices = Devices(foyer.registry)
+    every(functools.partial(_device_states, foyer.metrics, devices), DEVICE_STATES_S,
+          "device-states", now=True)  # fmt: skip
+    every(care.escalate_due, CARE_ESCALATE_S, "care-escalate")
+    every(scoring.score_all, CARE_SCORE_S, "care-score")
     scheduler.add_job(
-        _care_retrain, "date", run_date=start, args=[foyer, True], id="care-retrain-catch-up"
+        _care_retrain, "date", run_date=start, args=[scoring, True], id="care-retrain-catch-up"
     )
     scheduler.add_job(
         _care_retrain,
@@ -258,53 +378,42 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
         hour=3,
         minute=17,
         timezone="Europe/Paris",
-        args=[foyer, False],
+        args=[scoring, False],
         id="care-retrain-nightly",
         max_instances=1,
         coalesce=True,
     )
-    scheduler.start()
-    stack.callback(scheduler.shutdown, wait=False)
-    foyer.scheduler = scheduler
 
 
-async def _flush_seen(foyer: Foyer) -> None:
-    await foyer.directory.flush_seen()
+def _count_run(metrics: Metrics) -> Callable[[JobEvent], None]:
+    """`foyer_job_runs_total{job, outcome}`; APScheduler itself logs a failed run."""
+    outcomes = {EVENT_JOB_EXECUTED: "ok", EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed"}
+
+    def listener(event: JobEvent) -> None:
+        metrics.job_runs.labels(event.job_id, outcomes.get(event.code, "other")).inc()
+
+    return listener
 
 
-async def _care_escalate(foyer: Foyer) -> None:
-    await foyer.care.escalate_due()
-
-
-async def _care_score(foyer: Foyer) -> None:
-    await foyer.scoring.score_all()
-
-
-async def _care_retrain(foyer: Foyer, only_stale: bool) -> None:
-    trained = await foyer.scoring.retrain_all(only_stale=only_stale)
+async def _care_retrain(scoring: CareScoring, only_stale: bool) -> None:
+    trained = await scoring.retrain_all(only_stale=only_stale)
     log.info("care models retrained: %d", trained)
 
 
-async def _refresh(foyer: Foyer) -> None:
+async def _refresh(foyer: Foyer, directory: DeviceDirectory) -> None:
     """Commissioning done by another process (CLI, API worker) reaches this one."""
-    await foyer.directory.refresh()
-    if foyer.coap_context is not None:
+    await directory.refresh()
+    if foyer.coap_context is not None and foyer.keys is not None:
         # Only the process serving CoAP holds key files (their locks); on the loop,
         # as aiocoap's context file locks are thread-local.
         foyer.keys.reload()
 
 
-async def _device_states(foyer: Foyer) -> None:
+async def _device_states(metrics: Metrics, devices: Devices) -> None:
     """`foyer_devices{status}`: pending, active, silent and retired counts for dashboards."""
-    counts = await asyncio.to_thread(foyer.commissioning.devices.count_by_status)
+    counts = await asyncio.to_thread(devices.count_by_status)
     for status in ("pending", "active", "silent", "retired"):
-        foyer.metrics.devices.labels(status).set(counts.get(status, 0))
-
-
-async def _gauges(foyer: Foyer) -> None:
-    foyer.metrics.queue_depth.set(foyer.writer.depth)
-    if isinstance(foyer.store, SpoolingStore):
-        foyer.metrics.spool_batches.set(foyer.store.pending)
+        metrics.devices.labels(status).set(counts.get(status, 0))
 
 
 async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
@@ -341,7 +450,9 @@ async def _guard(coro: Any, name: str) -> None:
 def _describe(foyer: Foyer) -> str:
     s = foyer.settings
     store = f"influxdb {s.influx_url} db={s.influx_db}" if s.influx_url else "embedded"
-    return (
-        f"store={store} mqtt={without_secret(s.mqtt_url) or 'off'} coap={s.coap_bind or 'off'} "
-        f"http={s.http_bind} devices={len(foyer.directory)}"
-    )
+    http = f"http={s.http_bind}" if foyer.parts.api else f"probe={s.probe_bind or 'off'}"
+    out = f"role={s.role} store={store} {http}"
+    if foyer.parts.ingest:
+        out += f" mqtt={without_secret(s.mqtt_url) or 'off'} coap={s.coap_bind or 'off'}"
+        out += f" devices={len(foyer.directory or ())}"
+    return out

@@ -31,7 +31,16 @@ ENV = {
     "twilio_from": "FOYER_TWILIO_FROM",
     "twilio_api_url": "FOYER_TWILIO_API_URL",
     "public_url": "FOYER_PUBLIC_URL",
+    "role": "FOYER_ROLE",
+    "probe_bind": "FOYER_PROBE_BIND",
+    "log_format": "FOYER_LOG_FORMAT",
 }
+
+# What `foyer serve` runs (docs/configuration.md, "Roles"): ingest = MQTT + CoAP +
+# writer, api = HTTP API and pages, scheduler = the jobs (a single instance), all = each.
+ROLES = ("all", "ingest", "api", "scheduler")
+LOG_FORMATS = ("text", "json")
+CHOICES = {"role": ROLES, "log_format": LOG_FORMATS}
 
 
 class SettingsError(ValueError):
@@ -65,6 +74,11 @@ class Settings:
     twilio_api_url: str = ""  # empty: Twilio's own API; tests point it at a stand-in
     # The address Twilio calls back (webhooks are verified against it), e.g. https://foyer.example.fr
     public_url: str = ""
+    role: str = "all"
+    # /healthz, /readyz and /metrics of the ingest and scheduler roles, which serve no
+    # API: one port per process, so several workers on a host each need their own.
+    probe_bind: str = "127.0.0.1:8081"
+    log_format: str = "text"  # json: one object per line, for a log collector
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -77,7 +91,7 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["influx_token"] = "***" if self.influx_token else ""
         out["twilio_auth_token"] = "***" if self.twilio_auth_token else ""
-        for key in ("mqtt_url", "mqtt_admin_url"):
+        for key in ("mqtt_url", "mqtt_admin_url", "registry_url"):
             out[key] = without_secret(out[key])
         return out
 
@@ -118,6 +132,8 @@ def _convert(key: str, raw: Any) -> Any:
         return value
     if not isinstance(raw, str):
         raise TypeError("must be a string")
+    if key in CHOICES and raw not in CHOICES[key]:
+        raise ValueError(f"one of {', '.join(CHOICES[key])}, not {raw!r}")
     return raw
 
 

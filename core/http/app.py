@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -28,6 +29,7 @@ from core.ingest.directory import DeviceDirectory
 from core.ingest.interpret import DEVICE_ID
 from core.ingest.writer import BatchWriter
 from core.metrics import Metrics
+from core.readiness import Check, run_checks
 from core.records import BIN_EVENT, METER_INDEX, Record
 from core.registry import Registry
 from core.registry.people import People
@@ -47,7 +49,7 @@ class HttpDeps:
     store: TelemetryStore
     metrics: Metrics
     directory: DeviceDirectory
-    writer: BatchWriter
+    writer: BatchWriter | None  # None in the api role: this process ingests nothing
     started_at: float
     registry: Registry
     commissioning: Commissioning
@@ -55,9 +57,34 @@ class HttpDeps:
     sms: SmsSettings
     tariffs: TariffBook
     billing: BillingService
+    checks: Mapping[str, Check] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeDeps:
+    """What /healthz, /readyz and /metrics read: also all the ingest and scheduler roles serve."""
+
+    metrics: Metrics
+    started_at: float
+    checks: Mapping[str, Check]
 
 
 DEPS = web.AppKey("deps", HttpDeps)
+PROBE = web.AppKey("probe", ProbeDeps)
+
+
+def build_probe_app(probe: ProbeDeps) -> web.Application:
+    """The probe listener of the ingest and scheduler roles: no API, no pages, no login."""
+    app = web.Application()
+    _add_probe_routes(app, probe)
+    return app
+
+
+def _add_probe_routes(app: web.Application, probe: ProbeDeps) -> None:
+    app[PROBE] = probe
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
 
 
 def build_app(deps: HttpDeps) -> web.Application:
@@ -80,8 +107,7 @@ def build_app(deps: HttpDeps) -> web.Application:
     app.router.add_get("/", index)
     for name in STATIC_FILES:
         app.router.add_get(f"/static/{name}", static_file)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    _add_probe_routes(app, ProbeDeps(deps.metrics, deps.started_at, deps.checks))
     app.router.add_get("/api/summary", summary)
     app.router.add_get("/api/meters/{device_id}/index", meter_index)
     app.router.add_get("/api/bins/{device_id}/events", bin_events)
@@ -113,15 +139,27 @@ async def static_file(request: web.Request) -> web.Response:
     return response
 
 
-@public
+@public  # liveness: the process answers; its dependencies are /readyz's business
 async def healthz(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
-    return web.json_response({"status": "ok", "uptime_s": round(time.time() - deps.started_at)})
+    probe = request.app[PROBE]
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - probe.started_at)})
+
+
+@public  # part names and short reasons only: no addresses, no secrets
+async def readyz(request: web.Request) -> web.Response:
+    """200 when every dependency of this process's role is up, else 503 naming those
+    that are not, so a load balancer or the kubelet routes around it."""
+    checks = await run_checks(request.app[PROBE].checks)
+    ready = all(result == "ok" for result in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
 
 
 @public  # counters only, no personal data; scrape from the internal network
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[DEPS].metrics.registry)
+    body = generate_latest(request.app[PROBE].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -131,7 +169,7 @@ async def summary(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "devices": len(deps.directory),
-            "queue_depth": deps.writer.depth,
+            "queue_depth": deps.writer.depth if deps.writer else 0,
             "uptime_s": round(time.time() - deps.started_at),
             "counters": _counters(deps.metrics),
         }

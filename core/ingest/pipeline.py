@@ -12,6 +12,7 @@ from core.ingest.directory import DeviceDirectory
 from core.ingest.interpret import interpret
 from core.ingest.model import Accepted, RawMessage, RecordRule
 from core.ingest.writer import BatchWriter
+from core.logs import bound_device
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,12 @@ class Pipeline:
 
     async def handle(self, msg: RawMessage) -> Outcome:
         """Store a message's records; raise Refused (counted) or StoreUnavailable."""
-        self._metrics.received.labels(msg.transport).inc()
-        accepted = await self._interpret(msg)
-        self._metrics.queue_depth.set(self._writer.depth)
-        await self._writer.submit(accepted.records)
-        self._account(msg, accepted)
+        with bound_device(msg.device_id):  # each log line of this message names its device
+            self._metrics.received.labels(msg.transport).inc()
+            accepted = await self._interpret(msg)
+            self._metrics.queue_depth.set(self._writer.depth)
+            await self._writer.submit(accepted.records)
+            self._account(msg, accepted)
         return Outcome(len(accepted.records), accepted.ignored, sum(accepted.dropped.values()))
 
     async def _interpret(self, msg: RawMessage) -> Accepted:

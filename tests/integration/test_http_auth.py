@@ -96,6 +96,7 @@ async def test_public_routes_are_only_the_expected_ones(foyer: Foyer) -> None:
     assert public == {
         "/",
         "/healthz",
+        "/readyz",
         "/metrics",
         "/api/summary",
         "/api/login",
