@@ -37,13 +37,15 @@ def test_plain_coap_is_off_unless_explicitly_allowed() -> None:
         load(None, {"FOYER_COAP_ALLOW_PLAIN": "maybe"})
 
 
-def test_redacted_settings_hide_every_broker_password() -> None:
+def test_redacted_settings_hide_every_broker_and_database_password() -> None:
     settings = load(
         None,
         {
             "FOYER_MQTT_URL": "mqtt://ingest:pw1@b:1883",
             "FOYER_MQTT_ADMIN_URL": "mqtt://admin:pw2@b:1883",
+            "FOYER_REGISTRY_URL": "postgresql+psycopg://foyer:pw3@db:5432/foyer",
         },
     )
     shown = repr(settings.redacted())
-    assert "pw1" not in shown and "pw2" not in shown
+    assert "pw1" not in shown and "pw2" not in shown and "pw3" not in shown
+    assert "postgresql+psycopg://foyer:***@db:5432/foyer" in shown
