@@ -4,11 +4,8 @@ embedded telemetry store) and billed by its stream's own grid, or left out."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -20,9 +17,10 @@ from core.registry.devices import Devices
 from core.registry.errors import InvalidCommissioning
 from core.registry.models import Dwelling, Household, Occupancy
 from core.store.embedded import EmbeddedStore
+from tests import billing_fixtures as shared
+from tests.billing_fixtures import PARIS
 from tests.clock import Clock
 
-PARIS = ZoneInfo("Europe/Paris")
 S1 = Period.semester(2013, 1)
 T0 = datetime(2012, 12, 1, 9, 0, tzinfo=UTC)  # bins commissioned then, before the period
 OPERATOR = "agent.facturation"
@@ -59,20 +57,13 @@ payment = ["Par virement auprès du comptable public (illustrative)"]
 """
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=Clock(T0))
-    reg.upgrade()
-    yield reg
-    reg.close()
+# the shared fixtures (tests/billing_fixtures.py), with this module's clock
+registry, store, billing = shared.registry, shared.store, shared.billing
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path / "telemetry.sqlite")
-    await s.open()
-    yield s
-    await s.close()
+def clock() -> Clock:
+    return Clock(T0)
 
 
 def lifts(device_id: str, first: date, count: int, step_days: int) -> list[Record]:
@@ -103,13 +94,12 @@ async def household_with_two_bins(registry: Registry, store: EmbeddedStore) -> d
 
 
 async def test_a_bin_commissioned_as_recyclables_is_billed_by_its_streams_grid_in_a_run(
-    registry: Registry, store: EmbeddedStore
+    registry: Registry, store: EmbeddedStore, billing: BillingService
 ) -> None:
     # household 43.50; residual 120 L: 20.00 + 9 x 2.80 = 25.20
     # yellow 240 L ([streams.recyclables]): 6.00 + (7 - 4 included) x 1.00 = 3.00 -> 97.70
     yellow = await household_with_two_bins(registry, store)
     assert yellow["stream"] == "recyclables"
-    billing = BillingService(registry, store)
     run = await billing.preview(TariffFile.parse(TARIFF, "flux.toml"), S1, actor=OPERATOR)
     assert run.bills == [{"household": "H1", "total": "97.70", "disposition": "issue"}]
     issued = await billing.issue(run.run_id, actor=OPERATOR, issued_on=date(2013, 7, 10))
@@ -126,13 +116,12 @@ async def test_a_bin_commissioned_as_recyclables_is_billed_by_its_streams_grid_i
 
 
 async def test_a_territory_without_a_yellow_bin_grid_lists_its_lifts_as_not_billed(
-    registry: Registry, store: EmbeddedStore
+    registry: Registry, store: EmbeddedStore, billing: BillingService
 ) -> None:
     # 43.50 + 20.00 + 25.20 = 88.70; the yellow bin's 7 lifts are left out, with a reason
     await household_with_two_bins(registry, store)
     text = TARIFF.replace('[streams.recyclables]\nbin_fixed = { "240" = "6.00" }\n', "")
     text = text.replace('included_lifts = 4\nlift_price = { "240" = "1.00" }\n', "")
-    billing = BillingService(registry, store)
     run = await billing.preview(TariffFile.parse(text, "flux.toml"), S1, actor=OPERATOR)
     assert run.bills == [{"household": "H1", "total": "88.70", "disposition": "issue"}]
     assert run.summary["excluded"] == {"stream_not_billed": 7}
