@@ -44,6 +44,11 @@ class Metrics:
             "foyer_job_runs", "Scheduled job runs, by job and outcome (ok, error, missed)",
             ["job", "outcome"], registry=r,
         )  # fmt: skip
+        # 1 in the one scheduler that holds the lease (core/leader.py): summed, exactly 1.
+        self.scheduler_leader = Gauge(
+            "foyer_scheduler_leader", "1 while this process leads the registry-wide jobs",
+            registry=r,
+        )  # fmt: skip
         self.sms = Counter(
             "foyer_sms", "SMS handed to the provider (sent) or refused by it (failed)",
             ["outcome"], registry=r,

@@ -19,8 +19,28 @@ from core.registry import Registry
 from core.store.influx import InfluxStore
 
 Check = Callable[[], Awaitable[str | None]]
+Fact = Callable[[], object]  # a value /readyz shows beside the checks, e.g. "leader"
 
 CHECK_TIMEOUT_S = 2.0  # a probe answers well within the kubelet's default 1 s ... 10 s
+
+
+class Checks(dict[str, Check]):
+    """/readyz's checks by name, and its facts: values reported beside the checks that
+    never make the process unready (a standby scheduler is ready: `"leader": false`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.facts: dict[str, Fact] = {}
+
+
+async def readiness(checks: Mapping[str, Check]) -> tuple[bool, dict[str, object]]:
+    """(ready, the /readyz body): ready when every check answers "ok"."""
+    results = await run_checks(checks)
+    ready = all(result == "ok" for result in results.values())
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
+    if isinstance(checks, Checks):
+        body.update({name: fact() for name, fact in checks.facts.items()})
+    return ready, body
 
 
 async def run_checks(checks: Mapping[str, Check]) -> dict[str, str]:

@@ -29,7 +29,7 @@ from core.ingest.directory import DeviceDirectory
 from core.ingest.interpret import DEVICE_ID
 from core.ingest.writer import BatchWriter
 from core.metrics import Metrics
-from core.readiness import Check, run_checks
+from core.readiness import Check, readiness
 from core.records import BIN_EVENT, METER_INDEX, Record
 from core.registry import Registry
 from core.registry.people import People
@@ -149,12 +149,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 when every dependency of this process's role is up, else 503 naming those
     that are not, so a load balancer or the kubelet routes around it."""
-    checks = await run_checks(request.app[PROBE].checks)
-    ready = all(result == "ok" for result in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status=200 if ready else 503,
-    )
+    ready, body = await readiness(request.app[PROBE].checks)
+    return web.json_response(body, status=200 if ready else 503)
 
 
 @public  # counters only, no personal data; scrape from the internal network

@@ -554,3 +554,18 @@ class Building(Base):
     # The manager's postal address, one printed line per text line.
     manager_address: Mapped[str | None] = mapped_column(Text)
     split_key: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+
+
+# --- scheduler leadership (issue 6) -----------------------------------------------------
+
+
+class Lease(Base):
+    """A named lease (migration 0008): who holds it, until when. ``core/leader.py``
+    writes it; one of several schedulers leads while it holds ``scheduler``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
