@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         required=True, metavar="ACTION"
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=_db_upgrade)
+    _store(sub)
     _households(sub)
     _devices(sub)
     cli_staff.register(sub, _registry)
@@ -66,6 +67,33 @@ def _parser() -> argparse.ArgumentParser:
     care_cli.register(sub)
     billing_cli.register(sub)
     return p
+
+
+def _store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    st = sub.add_parser("store", help="telemetry store").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    st.add_parser(
+        "setup", help="InfluxDB 1.x: database, retention policies raw and rollup (idempotent)"
+    ).set_defaults(func=_store_setup)
+
+
+def _store_setup(_args: argparse.Namespace, settings: Settings) -> int:
+    """docs/schema.md, "Retention policies"; on InfluxDB 2.x/3.x it prints what to do."""
+    from core.errors import StoreUnavailable
+    from core.store.setup import SetupError, setup
+
+    if not settings.influx_url:
+        print("foyer: store setup: no influx_url; the embedded store needs no setup")
+        return 0
+    try:
+        done = asyncio.run(setup(settings))
+    except (SetupError, StoreUnavailable) as err:
+        print(f"foyer: store setup: {err}", file=sys.stderr)
+        return 1
+    for line in done or [f"database {settings.influx_db}: already set up, nothing changed"]:
+        print(line)
+    return 0
 
 
 def _households(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from alerts.scoring import CareScoring
@@ -26,6 +32,7 @@ from alerts.sms import SmsChannel, SmsSettings, build_channel
 from billing.book import TariffBook
 from billing.service import BillingService
 from bins.rules import bin_rule
+from core import rollup_job
 from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, ProbeDeps, build_app, build_probe_app
 from core.ingest import coap
@@ -36,8 +43,9 @@ from core.ingest.mqtt import MqttIngest, MqttSettings
 from core.ingest.oscore import OscoreKeys
 from core.ingest.pipeline import Pipeline
 from core.ingest.writer import BatchWriter
+from core.leader import SCHEDULER_LEASE, Leader, Lease, Skipped, holder_id
 from core.metrics import Metrics
-from core.readiness import Check, influx_check, mqtt_check, registry_check, spooling_check
+from core.readiness import Checks, influx_check, mqtt_check, registry_check, spooling_check
 from core.registry import Registry
 from core.registry.devices import Devices
 from core.settings import Settings, split_bind, without_secret
@@ -54,6 +62,7 @@ DEVICE_STATES_S = 60  # a full scan of the device table: once a minute is plenty
 DIRECTORY_REFRESH_S = 10  # commissioning shows up within this, or at once on first message
 CARE_SCORE_S = 300  # every 5 minutes: the detector's delay is hours, its grid 15 minutes
 CARE_ESCALATE_S = 60  # escalation waits are 20 minutes and more
+LEASE_JOB = "scheduler-lease"  # renews the lease every ttl/3 (core/leader.py)
 
 
 def build_rules() -> Mapping[str, RecordRule]:
@@ -67,7 +76,7 @@ class Parts:
 
     ingest: bool  # MQTT + CoAP ingestion and the batch writer (several workers share the load)
     api: bool  # the HTTP API and pages
-    jobs: bool  # the registry-wide jobs: exactly one scheduler in a deployment
+    jobs: bool  # the registry-wide jobs: run by the one scheduler holding the lease
 
 
 ROLE_PARTS = {
@@ -88,7 +97,7 @@ class Foyer:
     registry: Registry
     store: TelemetryStore
     started_at: float
-    checks: dict[str, Check] = field(default_factory=dict)  # /readyz
+    checks: Checks = field(default_factory=Checks)  # /readyz
     directory: DeviceDirectory | None = None
     writer: BatchWriter | None = None
     pipeline: Pipeline | None = None
@@ -103,6 +112,7 @@ class Foyer:
     http_port: int | None = None  # the API (api, all) or the probe listener (ingest, scheduler)
     http_app: web.Application | None = None
     scheduler: AsyncIOScheduler | None = None
+    leader: Leader | None = None  # roles with jobs
     coap_port: int | None = None
 
 
@@ -123,7 +133,7 @@ async def running(settings: Settings) -> AsyncIterator[Foyer]:
         if parts.ingest:
             await _transports(foyer, stack)
         await (_http(foyer, stack) if parts.api else _probe_http(foyer, stack))
-        _scheduler(foyer, stack)
+        await _scheduler(foyer, stack)
         log.warning("Foyer running: %s", _describe(foyer))
         yield foyer
 
@@ -323,9 +333,9 @@ async def _serve(app: web.Application, bind: str, stack: AsyncExitStack) -> int:
     return int(runner.addresses[0][1]) if runner.addresses else port
 
 
-def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
+async def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
     """Jobs are stateless over persisted state (registry, model files): a restart only
-    rebuilds this schedule, and the start-up run catches up a missed nightly retrain."""
+    rebuilds this schedule, and taking the lead catches up a missed nightly retrain."""
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_listener(_count_run(foyer.metrics), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
                            | EVENT_JOB_MISSED)  # fmt: skip
@@ -340,7 +350,13 @@ def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
 
     _local_jobs(foyer, every)
     if foyer.parts.jobs:
-        _registry_jobs(foyer, scheduler, every, start)
+        leader = _leader(foyer, scheduler)
+        local = {job.id for job in scheduler.get_jobs()}
+        _registry_jobs(foyer, scheduler, every)
+        _lead_only(scheduler, leader, local)
+        every(leader.renew, leader.renew_every_s, LEASE_JOB)
+        stack.push_async_callback(leader.release)  # LIFO: after the scheduler's shutdown
+        await leader.renew()  # before start: a sole scheduler leads from its first runs
     if not scheduler.get_jobs():
         return
     scheduler.start()
@@ -358,10 +374,9 @@ def _local_jobs(foyer: Foyer, every: Callable[..., None]) -> None:
         every(directory.flush_seen, 5, "first-contact")
 
 
-def _registry_jobs(
-    foyer: Foyer, scheduler: AsyncIOScheduler, every: Callable[..., None], start: datetime
-) -> None:
-    """Registry-wide jobs: one scheduler per deployment, or SMS would go out twice."""
+def _registry_jobs(foyer: Foyer, scheduler: AsyncIOScheduler, every: Callable[..., None]) -> None:
+    """Registry-wide jobs: only the leader runs them (`_lead_only`), or SMS would go out
+    twice; a new leader also runs the catch-up retrain (`_on_leadership`)."""
     care, scoring = foyer.care, foyer.scoring
     assert care is not None and scoring is not None  # built by _domains
     devices = Devices(foyer.registry)
@@ -369,9 +384,7 @@ def _registry_jobs(
           "device-states", now=True)  # fmt: skip
     every(care.escalate_due, CARE_ESCALATE_S, "care-escalate")
     every(scoring.score_all, CARE_SCORE_S, "care-score")
-    scheduler.add_job(
-        _care_retrain, "date", run_date=start, args=[scoring, True], id="care-retrain-catch-up"
-    )
+    rollup_job.schedule(foyer.store, foyer.registry, every)  # "water-rollup", InfluxDB only
     scheduler.add_job(
         _care_retrain,
         "cron",
@@ -385,11 +398,64 @@ def _registry_jobs(
     )
 
 
-def _count_run(metrics: Metrics) -> Callable[[JobEvent], None]:
-    """`foyer_job_runs_total{job, outcome}`; APScheduler itself logs a failed run."""
+def _leader(foyer: Foyer, scheduler: AsyncIOScheduler) -> Leader:
+    """The `scheduler` lease (core/leader.py), in the gauge and in /readyz."""
+    lease = Lease(foyer.registry, SCHEDULER_LEASE, holder_id(), foyer.settings.scheduler_lease_s)
+    leader = Leader(lease)
+    leader.on_change = functools.partial(_on_leadership, foyer, scheduler, leader)
+    foyer.metrics.scheduler_leader.set_function(lambda: float(leader.is_leader()))
+    foyer.checks.facts["leader"] = leader.is_leader  # a standby is ready all the same
+    foyer.leader = leader
+    return leader
+
+
+def _lead_only(scheduler: AsyncIOScheduler, leader: Leader, local: set[str]) -> None:
+    """Every job but the `local` ones runs only while this process holds the lease,
+    however `_registry_jobs` added it (an interval, a cron, a date)."""
+    for job in scheduler.get_jobs():
+        if job.id not in local:
+            job.modify(func=_on_lease(leader, job.func))
+
+
+def _on_lease(leader: Leader, func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """A run that first asks the lease: a standby skips it (and does not count it)."""
+
+    @functools.wraps(func)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        if not leader.is_leader():
+            return Skipped.STANDBY
+        if inspect.iscoroutinefunction(func):
+            return await func(*args, **kwargs)
+        return await asyncio.to_thread(func, *args, **kwargs)  # as APScheduler runs sync jobs
+
+    return run
+
+
+def _on_leadership(
+    foyer: Foyer, scheduler: AsyncIOScheduler, leader: Leader, leading: bool
+) -> None:
+    """A new leader catches up at once: the retrain a missed night left stale, and the
+    device gauges. One that stands by clears them: `foyer_devices` is the leader's
+    alone, or dashboards summing every process would count twice."""
+    if not leading:
+        foyer.metrics.devices.clear()
+        return
+    now = datetime.now(UTC)
+    scheduler.add_job(
+        _on_lease(leader, _care_retrain), "date", run_date=now, args=[foyer.scoring, True],
+        id="care-retrain-catch-up", replace_existing=True,
+    )  # fmt: skip
+    scheduler.modify_job("device-states", next_run_time=now)
+
+
+def _count_run(metrics: Metrics) -> Callable[[JobExecutionEvent], None]:
+    """`foyer_job_runs_total{job, outcome}`; APScheduler itself logs a failed run. A
+    standby's skipped run is no run: the counter shows which process did the work."""
     outcomes = {EVENT_JOB_EXECUTED: "ok", EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed"}
 
-    def listener(event: JobEvent) -> None:
+    def listener(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_EXECUTED and event.retval is Skipped.STANDBY:
+            return
         metrics.job_runs.labels(event.job_id, outcomes.get(event.code, "other")).inc()
 
     return listener

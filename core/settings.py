@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ ENV = {
     "influx_url": "FOYER_INFLUX_URL",
     "influx_db": "FOYER_INFLUX_DB",
     "influx_token": "FOYER_INFLUX_TOKEN",
+    "influx_raw_retention": "FOYER_INFLUX_RAW_RETENTION",
+    "influx_rollup_retention": "FOYER_INFLUX_ROLLUP_RETENTION",
     "mqtt_url": "FOYER_MQTT_URL",
     "mqtt_client_id": "FOYER_MQTT_CLIENT_ID",
     "mqtt_group": "FOYER_MQTT_GROUP",
@@ -34,10 +37,11 @@ ENV = {
     "role": "FOYER_ROLE",
     "probe_bind": "FOYER_PROBE_BIND",
     "log_format": "FOYER_LOG_FORMAT",
+    "scheduler_lease_s": "FOYER_SCHEDULER_LEASE_S",
 }
 
 # What `foyer serve` runs (docs/configuration.md, "Roles"): ingest = MQTT + CoAP +
-# writer, api = HTTP API and pages, scheduler = the jobs (a single instance), all = each.
+# writer, api = HTTP API and pages, scheduler = the jobs (one leads, core/leader.py), all = each.
 ROLES = ("all", "ingest", "api", "scheduler")
 LOG_FORMATS = ("text", "json")
 CHOICES = {"role": ROLES, "log_format": LOG_FORMATS}
@@ -53,6 +57,9 @@ class Settings:
     influx_url: str = ""  # empty: the embedded store in data_dir
     influx_db: str = "foyer"
     influx_token: str = ""  # secret: from the environment, never logged
+    # `foyer store setup` (InfluxDB 1.x): retention policies raw (default) and rollup.
+    influx_raw_retention: str = "730d"
+    influx_rollup_retention: str = "INF"
     mqtt_url: str = ""  # empty: no MQTT ingestion
     mqtt_client_id: str = f"foyer-ingest-{socket.gethostname()}"
     mqtt_group: str = "foyer"
@@ -79,6 +86,9 @@ class Settings:
     # API: one port per process, so several workers on a host each need their own.
     probe_bind: str = "127.0.0.1:8081"
     log_format: str = "text"  # json: one object per line, for a log collector
+    # The scheduler lease's ttl (core/leader.py): a standby leads within about this long
+    # after the leader dies, at its next try (every third of it) after a clean stop.
+    scheduler_lease_s: float = 30.0
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -125,16 +135,24 @@ def _convert(key: str, raw: Any) -> Any:
         return Path(raw)
     if key in ("coap_allow_plain", "coap_dtls"):
         return _boolean(raw)
-    if key == "horizon_days":
+    if key in ("horizon_days", "scheduler_lease_s"):
         value = float(raw)
         if value <= 0:
             raise ValueError("must be positive")
         return value
     if not isinstance(raw, str):
         raise TypeError("must be a string")
+    if key in ("influx_raw_retention", "influx_rollup_retention"):
+        _retention(raw)
     if key in CHOICES and raw not in CHOICES[key]:
         raise ValueError(f"one of {', '.join(CHOICES[key])}, not {raw!r}")
     return raw
+
+
+def _retention(raw: str) -> None:
+    """InfluxQL durations only (730d, 52w, 24h) or INF: checked here, used by setup."""
+    if not re.fullmatch(r"INF|(?:\d+[wdhms])+", raw.strip()):
+        raise ValueError(f"a duration such as 730d, 52w, 24h or INF, not {raw!r}")
 
 
 def _boolean(raw: Any) -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 from core.errors import StoreUnavailable
 from core.records import FieldValue, Record
 
+SQL_VARIABLES = 500  # device ids per statement, well under SQLite's limit (999 before 3.32)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
     measurement TEXT NOT NULL,
@@ -113,6 +115,42 @@ class EmbeddedStore:
                 fields = decoded[text] = tuple((k, v) for k, v in json.loads(text))
             out.append(Record(measurement, device_id, time_ns, fields, tags))
         return out
+
+    async def query_many(
+        self, measurement: str, device_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        return await asyncio.to_thread(self._query_many, measurement, device_ids, start_ns, end_ns)
+
+    def _query_many(
+        self, measurement: str, device_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        out: list[Record] = []
+        ids = list(dict.fromkeys(device_ids))
+        for i in range(0, len(ids), SQL_VARIABLES):  # SQLite's bound-variable limit
+            out += self._query_devices(measurement, ids[i : i + SQL_VARIABLES], start_ns, end_ns)
+        out.sort(key=lambda r: (r.time_ns, r.device_id))
+        return out
+
+    def _query_devices(
+        self, measurement: str, ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        marks = ",".join("?" * len(ids))
+        sql = (
+            "SELECT device_id, tags, time_ns, fields FROM points WHERE measurement = ?"  # noqa: S608
+            f" AND device_id IN ({marks}) AND time_ns >= ? AND time_ns < ?"
+        )
+        with self._lock:
+            rows = self._connection().execute(sql, (measurement, *ids, start_ns, end_ns))
+            return [
+                Record(
+                    measurement,
+                    device_id,
+                    time_ns,
+                    tuple((k, v) for k, v in json.loads(fields)),
+                    tuple((k, v) for k, v in json.loads(tags)),
+                )
+                for device_id, tags, time_ns, fields in rows.fetchall()
+            ]
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

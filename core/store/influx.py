@@ -27,11 +27,12 @@ class InfluxStore:
         timeout = aiohttp.ClientTimeout(total=WRITE_TIMEOUT_S, connect=2.0)
         self._session = aiohttp.ClientSession(timeout=timeout, headers=self._headers)
 
-    async def write(self, records: Sequence[Record]) -> None:
+    async def write(self, records: Sequence[Record], rp: str | None = None) -> None:
+        """rp None: the database's default retention policy (`raw` after `foyer store setup`)."""
         if not records:
             return
         body = "\n".join(to_line(r) for r in records).encode()
-        params = {"db": self._db, "precision": "ns"}
+        params = {"db": self._db, "precision": "ns", **({"rp": rp} if rp else {})}
         status, text = await self._request("POST", "/write", params=params, data=body)
         if status == 400:
             raise StoreRejected(f"influxdb refused the batch: {text[:200]}")
@@ -57,9 +58,28 @@ class InfluxStore:
         data = await self.influxql(q)
         return [r for series in _series(data) for r in _records(measurement, series)]
 
+    async def query_many(
+        self, measurement: str, device_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        if not device_ids:
+            return []
+        # OR-ed equalities, each value quoted; POST: a few hundred ids exceed a URL
+        devices = " OR ".join(f'"device_id" = {_quote(d)}' for d in device_ids)
+        where = f"({devices}) AND time >= {start_ns} AND time < {end_ns}"
+        q = f'SELECT * FROM "{measurement}" WHERE {where} ORDER BY time'  # noqa: S608
+        data = await self.influxql(q, method="POST")
+        if any(result.get("partial") for result in data.get("results", [])):
+            # a server row limit (max-row-limit) cut the answer: never score on half of it
+            raise StoreUnavailable(f"influxdb truncated a read of {len(device_ids)} devices")
+        return [r for series in _series(data) for r in _records(measurement, series)]
+
     async def influxql(self, q: str, method: str = "GET") -> dict[str, Any]:
-        params = {"db": self._db, "q": q, "epoch": "ns"}
-        status, text = await self._request(method, "/query", params=params)
+        """GET for reads; POST for writes (CREATE, ALTER) and long queries: q goes in the body."""
+        params = {"db": self._db, "epoch": "ns"}
+        if method == "POST":
+            status, text = await self._request(method, "/query", params=params, data={"q": q})
+        else:
+            status, text = await self._request(method, "/query", params={**params, "q": q})
         if status >= 300:
             raise StoreUnavailable(f"influxdb query answered {status}: {text[:200]}")
         data: dict[str, Any] = json.loads(text)

@@ -114,6 +114,11 @@ class SpoolingStore:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def inner(self) -> TelemetryStore:
+        """The wrapped store, for jobs that read or write past the spool (the rollup)."""
+        return self._inner
+
     async def open(self) -> None:
         await asyncio.to_thread(self._spool.open)
         self._pending = (await asyncio.to_thread(self._spool.depth))[0]
@@ -146,6 +151,11 @@ class SpoolingStore:
         self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
     ) -> list[Record]:
         return await self._inner.query_range(measurement, tags, start_ns, end_ns)
+
+    async def query_many(
+        self, measurement: str, device_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[Record]:
+        return await self._inner.query_many(measurement, device_ids, start_ns, end_ns)
 
     async def run_replayer(self) -> None:
         """Owned by the service's task group; ends when `close` is called."""

@@ -90,3 +90,25 @@ async def test_flag_field_round_trips(store: TelemetryStore) -> None:
     await store.write([index("m-1", 0, 9, flag="backwards")])
     (got,) = await store.query(METER_INDEX, "m-1", T0, T0 + 1)
     assert got.field("flag") == "backwards"
+
+
+async def test_query_many_reads_only_the_named_devices_in_the_window_by_time(
+    store: TelemetryStore,
+) -> None:
+    await store.write([index("m-1", 0, 1), index("m-2", 1, 5), index("m-3", 2, 7),
+                       index("m-1", 3, 2), index("m-'q", 4, 8), index("m-2", 60, 6)])  # fmt: skip
+    got = await store.query_many(METER_INDEX, ["m-1", "m-2", "m-'q"], T0, T0 + 60 * 10**9)
+    assert [(r.device_id, r.field("index_l")) for r in got] == [
+        ("m-1", 1), ("m-2", 5), ("m-1", 2), ("m-'q", 8)]  # fmt: skip
+    assert await store.query_many(METER_INDEX, [], T0, T0 + 60 * 10**9) == []
+    assert await store.query_many(METER_INDEX, ["m-9"], T0, T0 + 60 * 10**9) == []
+
+
+async def test_query_many_answers_for_more_devices_than_one_statement_binds(
+    store: TelemetryStore,
+) -> None:
+    devices = [f"m-{n}" for n in range(1200)]
+    await store.write([index(d, n % 50, n) for n, d in enumerate(devices)])
+    got = await store.query_many(METER_INDEX, devices[::2], T0, T0 + 60 * 10**9)
+    assert sorted(int(str(r.field("index_l"))) for r in got) == list(range(0, 1200, 2))
+    assert [r.time_ns for r in got] == sorted(r.time_ns for r in got)
