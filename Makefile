@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := /usr/sbin:$(PATH)
 
-.PHONY: deps demo test lint unit bench clean
+.PHONY: deps demo test lint unit bench bench-scale clean
 
 $(VENV)/.installed: pyproject.toml deploy/dev/bootstrap.sh
 	VENV=$(VENV) bash deploy/dev/bootstrap.sh
@@ -24,8 +24,15 @@ test: lint
 unit: deps
 	$(PY) -m pytest tests/unit
 
+# The whole report: tests.bench, then the scale report (ingestion workers, soak,
+# catch-up), which with --all also runs the care and billing scale cases.
 bench: deps
 	$(PY) -m tests.bench
+	$(PY) -m tests.bench_scale --all
+
+# Ingestion at scale only (BENCH_* sizes: tests/bench_scale.py); writes bench-scale.json.
+bench-scale: deps
+	$(PY) -m tests.bench_scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
