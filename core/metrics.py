@@ -38,7 +38,7 @@ class Metrics:
         self.devices = Gauge("foyer_devices", "Devices by state", ["status"], registry=r)
         self.ack_latency = Histogram(
             "foyer_ack_latency_seconds", "Receive to durable storage", ["transport"], registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )  # fmt: skip
         self.job_runs = Counter(
             "foyer_job_runs", "Scheduled job runs, by job and outcome (ok, error, missed)",
