@@ -158,9 +158,14 @@ class _Rhythm:
         return th
 
 
-def _cause(s: int, t: int, truth: Truth, outages: list[tuple[int, int]]) -> str:
-    if any(a < t and b > s for a, b in outages):
-        return "device_silence"
+def _cause(s: int, t: int, truth: Truth) -> str:
+    """Why the resident was silent from s to the false alert at t.
+
+    An outage inside (s, t) is not the cause: the replay only alerts on a fresh frame,
+    and a cumulative index that has not moved across the outage proves nobody used
+    water (water used meanwhile counts as a use, detectors.use_mask). The alert says
+    what the resident did; alerts raised while the device is silent are counted apart.
+    """
     best, best_overlap = None, 0
     for a, b, cause in truth.periods:
         if a <= t < b:
@@ -191,7 +196,7 @@ def replay_household(t_s: np.ndarray, index: np.ndarray, truth: Truth) -> Househ
     result = HouseholdResult(years=years, detectors={})
     for name, rule in rules.items():
         result.detectors[name] = _score(
-            _alerts(starts, cut, rule, t_s, silent_s), truth, outages, t_s, silent_s
+            _alerts(starts, cut, rule, t_s, silent_s), truth, t_s, silent_s
         )
     _score_leaks(result, t_s, index, truth)
     result.use_while_away = sum(
@@ -203,7 +208,6 @@ def replay_household(t_s: np.ndarray, index: np.ndarray, truth: Truth) -> Househ
 def _score(
     alerts: list[tuple[int, int]],
     truth: Truth,
-    outages: list[tuple[int, int]],
     frames: np.ndarray,
     silent_s: int,
 ) -> DetectorResult:
@@ -211,15 +215,16 @@ def _score(
     first: dict[int, int] = {}
     for s, t in alerts:
         if _unsilenced(t, frames, silent_s) != t:
-            res.silent_family_alerts += 1  # never expected: the replay suppresses these
+            # raised with no frame for > SILENT_INTERVALS reports: caused by the device's
+            # silence, never expected (the replay, like the service, suppresses them)
+            res.silent_family_alerts += 1
+            res.false_causes.append("device_silence")
+            continue
         hit = [o for o, _ in truth.incidents if o <= t < o + FOUND_AFTER_S]
         if hit:
             first.setdefault(hit[0], t - hit[0])
             continue
-        cause = _cause(s, t, truth, outages)
-        if cause == "device_silence":
-            res.silent_family_alerts += 1
-        res.false_causes.append(cause)
+        res.false_causes.append(_cause(s, t, truth))
     res.delays = [(o, first.get(o)) for o, _ in truth.incidents]
     return res
 

@@ -78,3 +78,28 @@ def test_incidents_are_weighted_where_the_resident_uses_water() -> None:
     assert bound.min_false_alerts([hh], 56 / 365, 0.5, 8 * H) == pytest.approx(
         (7 + 8 + 8 + 4) / (56 / 365)  # the 3 cheapest weekday bins and half of a 4th
     )
+
+
+def test_hours_quiet_only_by_luck_cost_false_alerts_once_chosen_on_other_weeks() -> None:
+    # One long afternoon silence a week on Mondays, at 09:00 in even weeks and 14:00 in
+    # odd ones. Knowing the year, the oracle skips exactly those two Monday hours and pays
+    # nothing; choosing hours on alternate weeks keeps the hour that was quiet there and
+    # pays for its silences on the other weeks.
+    uses = _hourly_days(56)
+    week = (uses - MONDAY) // (7 * DAY)
+    monday = (uses - MONDAY) % (7 * DAY) < DAY
+    hour = (uses % DAY) // H
+    gone = monday & np.where(
+        week % 2 == 0, (hour >= 10) & (hour <= 14), (hour >= 15) & (hour <= 19)
+    )
+    hh = bound.household_gaps(uses[~gone], [], [])
+    years = 56 / 365
+    assert bound.min_false_alerts([hh], years, 0.9, 3 * H) == 0.0
+    assert bound.cross_validated_false_alerts([hh], years, 0.9, 3 * H) >= 4 / years
+
+
+def test_a_regular_household_costs_nothing_either_way() -> None:
+    hh = bound.household_gaps(_hourly_days(56), [], [])
+    years = 56 / 365
+    assert bound.cross_validated_false_alerts([hh], years, 0.9, 8 * H) == 0.0
+    assert bound.cross_validated_false_alerts([hh], years, 0.99, 8 * H) > 0.0  # bedtimes

@@ -135,3 +135,18 @@ def test_the_replay_thresholds_match_a_five_minute_loop_of_assess() -> None:
             assert crossed == (now_s - s >= threshold), (start_h, (now_s - s) / h)
         crossing_starts += s + threshold < (d + 1) * day
     assert crossing_starts >= 4  # the comparison covers real crossings, not only silences
+
+
+def test_an_alert_on_the_first_frame_after_an_outage_is_blamed_on_the_residents_silence() -> None:
+    # Hourly frames; the meter sends nothing from 08:00 to 17:00 while the resident is on
+    # an undeclared day trip (no water 07:47-18:18). The alert raised at 17:05, on the
+    # frame back whose index has not moved, is a false alert of the trip, not of the device.
+    day = 20 * evaluation.DAY
+    frames = np.array([day + h * evaluation.H for h in range(24) if not 8 < h < 17], dtype=np.int64)
+    truth = evaluation.Truth(periods=[(day + 7 * 3600 + 47 * 60, day + 18 * 3600, "outing")])
+    after = (day + 7 * 3600 + 47 * 60, day + 17 * 3600 + 300)
+    during = (day + 7 * 3600 + 47 * 60, day + 14 * 3600)  # no frame for 6 h: the device's
+    res = evaluation._score([after], truth, frames, 2 * 3600)
+    assert (res.false_causes, res.silent_family_alerts) == (["outing"], 0)
+    res = evaluation._score([during], truth, frames, 2 * 3600)
+    assert (res.false_causes, res.silent_family_alerts) == (["device_silence"], 1)
