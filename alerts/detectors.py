@@ -29,7 +29,7 @@ later than the alert's opening, and ignores keys with no open alert.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -147,9 +147,12 @@ def _dt(s: int, like: datetime) -> datetime:
     return out.replace(tzinfo=like.tzinfo) if like.tzinfo else out
 
 
-def detect(
-    data: HouseholdData, model: rhythm.RhythmModel | None, now: datetime
-) -> list[Finding | Recovery]:
+# The household's model, or a callable that loads it: scoring 100,000 households only
+# pays for loading a model when the silence is long enough to be judged (issue 6).
+ModelSource = rhythm.RhythmModel | None | Callable[[], rhythm.RhythmModel | None]
+
+
+def detect(data: HouseholdData, model: ModelSource, now: datetime) -> list[Finding | Recovery]:
     """Every detector on one household at ``now`` (only readings up to ``now`` are used)."""
     hid, dev = data.household_id, data.device_id
     r = data.readings.sort_values("time")
@@ -197,7 +200,7 @@ def _away_now(data: HouseholdData, now: datetime) -> bool:
 
 def _inactivity(
     data: HouseholdData,
-    model: rhythm.RhythmModel | None,
+    model: ModelSource,
     now: datetime,
     t_s: np.ndarray,
     index: np.ndarray,
@@ -212,12 +215,19 @@ def _inactivity(
     # no use seen yet: count from the first frame
     start_s = max(starts + ends) if starts or ends else int(t_s[0])
     last = _dt(start_s, now)
+    resumed: list[Finding | Recovery] = (
+        [Recovery(key, last, "water_resumed")] if starts and start_s == starts[0] else []
+    )
+    if now_s - start_s < rhythm.MIN_GAP_S:
+        return resumed  # rhythm.assess never alerts on so short a silence: skip the model
+    if callable(model):
+        model = model()
     m = model if model is not None else rhythm.RhythmModel(trained_at=now, n_uses=0)
     score, crossed, explanation = rhythm.assess(
         m, last.replace(tzinfo=None), now.replace(tzinfo=None), False
     )
     if not crossed:
-        return [Recovery(key, last, "water_resumed")] if starts and start_s == starts[0] else []
+        return resumed
     return [
         Finding(
             kind="inactivity",

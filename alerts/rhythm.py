@@ -129,8 +129,17 @@ class RhythmModel:
         )
 
     def survival(self) -> np.ndarray:
-        """Posterior S[slot, j] = P(W > g_j) for every slot (pooled, blended with the prior)."""
-        return _posterior(np.asarray(self.n, np.float64), np.asarray(self.exceed, np.float64))
+        """Posterior S[slot, j] = P(W > g_j) for every slot (pooled, blended with the prior).
+
+        Computed once per model object (read-only array): the evaluation replay and the
+        scoring job ask for it at every step.
+        """
+        cached: np.ndarray | None = self.__dict__.get("_survival")
+        if cached is None:
+            cached = _posterior(np.asarray(self.n, np.float64), np.asarray(self.exceed, np.float64))
+            cached.setflags(write=False)
+            object.__setattr__(self, "_survival", cached)
+        return cached
 
 
 def _pool(a: np.ndarray) -> np.ndarray:

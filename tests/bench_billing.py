@@ -1,7 +1,9 @@
-"""Billing benchmark (issue 5): a semester's run for a whole territory, and the PDF rate.
+"""Billing benchmark (issues 5, 6): a semester's or a year's run for a territory, PDF rates.
 
 `make bench` runs it after the ingestion cases; alone:
-`.venv/bin/python -m tests.bench_billing --households 35000`.
+`.venv/bin/python -m tests.bench_billing --households 35000`, and for a calendar year
+(events across 2024, billed with the yearly grid tests/bench_tariff_year.toml):
+`.venv/bin/python -m tests.bench_billing --households 100000 --period year`.
 
 A territory of N households is built from device_sim's fleet (households, their bins,
 collection days, trucks, collective containers and badges) into a real SQLite
@@ -46,10 +48,16 @@ from core.store.embedded import EmbeddedStore
 from device_sim import behaviour
 from device_sim.fleet import Fleet, Household, build_fleet
 
-TARIFF: Final = Path(__file__).resolve().parent / "bench_tariff.toml"
-PERIOD: Final = Period.semester(2024, 1)
+HERE: Final = Path(__file__).resolve().parent
+# A territory billing twice a year prices a semester by the semestrial grid; one billing
+# once a year has its own yearly grid (fixed parts doubled, twice the lifts and openings
+# included): one bill a year on a grid voted for the year, not two semestrial bills.
+TARIFFS: Final = {"semester": HERE / "bench_tariff.toml", "year": HERE / "bench_tariff_year.toml"}
+TARIFF: Final = TARIFFS["semester"]
+PERIODS: Final = {"semester": Period.semester(2024, 1), "year": Period.year(2024)}
+PERIOD: Final = PERIODS["semester"]
 ZONE: Final = ZoneInfo("Europe/Paris")
-ISSUED_ON: Final = date(2024, 7, 10)
+ISSUED_AFTER: Final = timedelta(days=10)  # bills go out ten days after the period
 ACTOR: Final = "bench"
 SINCE: Final = datetime(2020, 1, 1, tzinfo=UTC)  # bins installed before the period
 VOLUMES: Final = ((80, 0.15), (120, 0.5), (180, 0.15), (240, 0.2))  # litres, share
@@ -71,6 +79,7 @@ class Territory:
     """What the simulated territory looks like, for the registry and the events."""
 
     fleet: Fleet
+    period: Period = PERIOD
     volumes: dict[str, int] = field(default_factory=dict)  # bin -> litres
     bound: dict[str, str] = field(default_factory=dict)  # bin -> dwelling
     swaps: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # old -> (new, at)
@@ -78,12 +87,12 @@ class Territory:
     newcomers: list[tuple[str, str, date]] = field(default_factory=list)  # hh, dwelling, in
 
 
-def plan_territory(households: int, seed: int) -> Territory:
+def plan_territory(households: int, seed: int, period: Period = PERIOD) -> Territory:
     """device_sim's fleet, plus the registry's view of it: volumes, moves, swaps."""
     newcomers = round(households * NEWCOMER_SHARE) if households >= 10 else 0
     fleet = build_fleet(households - newcomers, seed)
     rng = random.Random(f"billing-bench/{seed}")
-    t = Territory(fleet)
+    t = Territory(fleet, period)
     for h in fleet.households:
         if h.bin_id is None:
             continue
@@ -96,7 +105,7 @@ def plan_territory(households: int, seed: int) -> Territory:
     wanted = max(newcomers, round(len(movers) * MOVE_OUT_SHARE))
     leaving = rng.sample(movers, min(len(movers), wanted))
     for h in leaving:
-        t.moved_out[h.household_id] = PERIOD.first_day + timedelta(days=rng.randrange(10, 170))
+        t.moved_out[h.household_id] = _day_in(period, rng, 10, 12)
     for n, h in enumerate(leaving[:newcomers], start=len(fleet.households) + 1):
         arrival = t.moved_out[h.household_id] + timedelta(days=rng.randrange(0, 21))
         t.newcomers.append((f"h-{n}", dwelling_of(h), arrival))
@@ -104,11 +113,16 @@ def plan_territory(households: int, seed: int) -> Territory:
 
 
 def _plan_swap(t: Territory, bin_id: str, rng: random.Random) -> None:
-    day = PERIOD.first_day + timedelta(days=rng.randrange(20, 160))
+    day = _day_in(t.period, rng, 20, 22)
     at = datetime(day.year, day.month, day.day, 10, tzinfo=ZONE).astimezone(UTC)
     new = f"{bin_id}-s"
     t.swaps[bin_id] = (new, at)
     t.volumes[new] = rng.choice([v for v, _ in VOLUMES if v != t.volumes[bin_id]])
+
+
+def _day_in(period: Period, rng: random.Random, after: int, before_end: int) -> date:
+    """A day of the period, ``after`` days from its start and ``before_end`` before its end."""
+    return period.first_day + timedelta(days=rng.randrange(after, period.days - before_end))
 
 
 def dwelling_of(h: Household) -> str:
@@ -145,7 +159,7 @@ def _move_in(t: Territory, h: Household, rng: random.Random) -> date:
     # before them: its earlier lifts are "lift at a vacant dwelling".
     arrives = rng.random() < 0.005
     if arrives and h.bin_id is not None and h.household_id not in t.moved_out:
-        return PERIOD.first_day + timedelta(days=rng.randrange(10, 150))
+        return _day_in(t.period, rng, 10, 32)
     return date(2005, 1, 1) + timedelta(days=rng.randrange(0, 6900))
 
 
@@ -200,16 +214,17 @@ def _deposit(container: str, t: float, badge: str, litres: float | None) -> Reco
     return Record(BIN_EVENT, container, _ns(t), fields, (("kind", "deposit"),))
 
 
-def _window() -> tuple[float, float]:
-    start = datetime(2024, 1, 1, tzinfo=ZONE).timestamp()
-    return start, datetime(2024, 7, 1, tzinfo=ZONE).timestamp()
+def _window(period: Period) -> tuple[float, float]:
+    first, end = period.first_day, period.last_day + timedelta(days=1)
+    start = datetime(first.year, first.month, first.day, tzinfo=ZONE).timestamp()
+    return start, datetime(end.year, end.month, end.day, tzinfo=ZONE).timestamp()
 
 
 def bin_lifts(t: Territory, h: Household, rng: random.Random) -> list[Record]:
     """device_sim's lifts of one household's bin: a sensor bin reports them without a
     weight, a truck reads the chip and weighs (now and then it misses or re-reads)."""
     assert h.bin_id is not None
-    t0, t1 = _window()
+    t0, t1 = _window(t.period)
     new, swap_at = t.swaps.get(h.bin_id, (None, None))
     out = []
     for at, kg in behaviour.lifts_in(h.bin_id, h.collection_day, t0, t1):
@@ -227,8 +242,10 @@ def bin_lifts(t: Territory, h: Household, rng: random.Random) -> list[Record]:
     return out
 
 
-def container_deposits(fleet: Fleet, container: str, badges: list[str], seed: int) -> list[Record]:
-    t0, t1 = _window()
+def container_deposits(
+    fleet: Fleet, container: str, badges: list[str], seed: int, period: Period = PERIOD
+) -> list[Record]:
+    t0, t1 = _window(period)
     rng = random.Random(f"billing-bench/{seed}/{container}")
     out = []
     for at, badge, litres in behaviour.deposits_in(badges, t0, t1, rng):
@@ -260,7 +277,7 @@ async def write_events(store: EmbeddedStore, t: Territory, seed: int) -> dict[st
         if h.container_id and h.badge_id:
             badges.setdefault(h.container_id, []).append(h.badge_id)
     for container, held in badges.items():
-        deposits = container_deposits(t.fleet, container, held, seed)
+        deposits = container_deposits(t.fleet, container, held, seed, t.period)
         counts["deposits"] += len(deposits)
         batch += deposits
         await flush()
@@ -343,11 +360,12 @@ def pdf_rates(service: BillingService, numbers: Sequence[str]) -> dict[str, Any]
 
 async def run_billing_case(
     work: Path, households: int, *, sample: int = 1000, seed: int = 7,
-    progress: TextIO = sys.stderr,
+    progress: TextIO = sys.stderr, period: str = "semester",
 ) -> dict[str, Any]:  # fmt: skip
     """Build the territory in ``work``, then time preview, issue and the PDFs."""
     started = time.perf_counter()
-    t = plan_territory(households, seed)
+    billed = PERIODS[period]
+    t = plan_territory(households, seed, billed)
     registry = Registry(f"sqlite:///{work / 'billing-registry.sqlite'}")
     store = EmbeddedStore(work / "billing-telemetry.sqlite")
     try:
@@ -361,16 +379,19 @@ async def run_billing_case(
         reset_peak_rss()
         started = time.perf_counter()
         line.begin()
-        run = await service.preview(read_tariff(str(TARIFF)), PERIOD, actor=ACTOR, progress=line)
+        tariff = read_tariff(str(TARIFFS[period]))
+        run = await service.preview(tariff, billed, actor=ACTOR, progress=line)
         preview_s = time.perf_counter() - started
         started = time.perf_counter()
         line.begin()
-        issued = await service.issue(run.run_id, actor=ACTOR, issued_on=ISSUED_ON, progress=line)
+        issued_on = billed.last_day + ISSUED_AFTER
+        issued = await service.issue(run.run_id, actor=ACTOR, issued_on=issued_on, progress=line)
         issue_s = time.perf_counter() - started
         rss = peak_rss_mb()
         summary = run.summary
         result = {
             "case": "billing_run",
+            "period": billed.label,
             "households": households,
             "households_billed": summary["households"],
             "lifts": events["lifts"],
@@ -397,9 +418,11 @@ async def run_billing_case(
         registry.close()
 
 
-def billing_case(work: Path, households: int, sample: int = 1000) -> dict[str, Any]:
+def billing_case(
+    work: Path, households: int, sample: int = 1000, period: str = "semester"
+) -> dict[str, Any]:
     """For tests/bench.py's synchronous main."""
-    return asyncio.run(run_billing_case(work, households, sample=sample))
+    return asyncio.run(run_billing_case(work, households, sample=sample, period=period))
 
 
 def report(r: dict[str, Any], out: TextIO = sys.stdout) -> None:
@@ -422,10 +445,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench_billing", description=__doc__)
     parser.add_argument("--households", type=int, default=35_000)
     parser.add_argument("--sample", type=int, default=1000, help="invoices rendered as PDF")
+    parser.add_argument("--period", choices=sorted(PERIODS), default="semester",
+                        help="2024-S1, or the calendar year 2024 (its yearly tariff)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="foyer-billbench-") as tmp:
-        result = billing_case(Path(tmp), args.households, args.sample)
+        result = billing_case(Path(tmp), args.households, args.sample, args.period)
     print(json.dumps(result))
     report(result)
     if args.json:

@@ -28,3 +28,19 @@ async def test_billing_bench_case_at_30_households_accounts_for_every_household(
     out = io.StringIO()
     report(r, out)
     assert "billing_run" in out.getvalue() and "render_many" in out.getvalue()
+
+
+async def test_billing_bench_case_for_a_year_bills_the_calendar_year_on_the_yearly_grid(
+    tmp_path: Path,
+) -> None:
+    r = await run_billing_case(tmp_path, 30, sample=2, period="year", progress=io.StringIO())
+    assert r["period"] == "2024"
+    billed = r["households_billed"] - r["cannot_price"]
+    assert 0 < billed <= 30
+    assert r["invoices"] + r["carried"] + r["cancelled"] == billed
+    # events across the whole year: about twice a semester's at the same size and seed
+    (tmp_path / "s1").mkdir()
+    semester = await run_billing_case(tmp_path / "s1", 30, sample=1, progress=io.StringIO())
+    assert semester["period"] == "2024-S1"
+    assert 1.6 * semester["lifts"] < r["lifts"] < 2.4 * semester["lifts"]
+    assert 1.6 * semester["deposits"] < r["deposits"] < 2.4 * semester["deposits"]
