@@ -77,16 +77,7 @@ class EmbeddedStore:
         )
         with self._lock:
             rows = self._connection().execute(sql, (measurement, device_id, start_ns, end_ns))
-            return [
-                Record(
-                    measurement,
-                    device_id,
-                    time_ns,
-                    tuple((k, v) for k, v in json.loads(fields)),
-                    tuple((k, v) for k, v in json.loads(tags)),
-                )
-                for tags, time_ns, fields in rows.fetchall()
-            ]
+            return [_record(measurement, device_id, *row) for row in rows.fetchall()]
 
     async def query_range(
         self, measurement: str, tags: tuple[tuple[str, str], ...], start_ns: int, end_ns: int
@@ -141,16 +132,7 @@ class EmbeddedStore:
         )
         with self._lock:
             rows = self._connection().execute(sql, (measurement, *ids, start_ns, end_ns))
-            return [
-                Record(
-                    measurement,
-                    device_id,
-                    time_ns,
-                    tuple((k, v) for k, v in json.loads(fields)),
-                    tuple((k, v) for k, v in json.loads(tags)),
-                )
-                for device_id, tags, time_ns, fields in rows.fetchall()
-            ]
+            return [_record(measurement, *row) for row in rows.fetchall()]
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -162,3 +144,14 @@ class EmbeddedStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _record(measurement: str, device_id: str, tags: str, time_ns: int, fields: str) -> Record:
+    """A stored row back to the Record it was written from (JSON-encoded tags and fields)."""
+    return Record(
+        measurement,
+        device_id,
+        time_ns,
+        tuple((k, v) for k, v in json.loads(fields)),
+        tuple((k, v) for k, v in json.loads(tags)),
+    )
