@@ -220,7 +220,17 @@ class Bench:
             "FOYER_MQTT_URL": self.mosq.url,
             "FOYER_MQTT_GROUP": f"bench-{name}",
         }
-        workers = [IngestWorker(casedir, f"w{k}", env, registry_url) for k in range(count)]
+        # A client id per case: a persistent session keeps its subscriptions, so a "w0"
+        # reused with another group would also still receive the previous case's group.
+        workers = [
+            IngestWorker(
+                casedir,
+                f"w{k}",
+                {**env, "FOYER_MQTT_CLIENT_ID": f"bench-{name}-w{k}"},
+                registry_url,
+            )
+            for k in range(count)
+        ]
         workers[0].register_meters(self.params.devices)
         try:
             for w in workers:
