@@ -160,7 +160,8 @@ class Binding(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"), index=True)
-    dwelling_id: Mapped[str | None] = mapped_column(ForeignKey("dwelling.id"))
+    # indexed: "the meters at these dwellings" (care scoring, roll-ups, billing) joins on it
+    dwelling_id: Mapped[str | None] = mapped_column(ForeignKey("dwelling.id"), index=True)
     household_id: Mapped[str | None] = mapped_column(ForeignKey("household.id"))
     collection_point_id: Mapped[str | None] = mapped_column(ForeignKey("collection_point.id"))
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
