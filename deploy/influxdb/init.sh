@@ -1,5 +1,5 @@
 #!/bin/bash
-# InfluxDB 2.x first-start script for Foyer (names.md, deploy/influxdb/README.md).
+# InfluxDB 2.x first-start script for Foyer (deploy/influxdb/README.md).
 # The official image runs it once, after the initial setup (org, admin, bucket
 # foyer-raw from DOCKER_INFLUXDB_INIT_*), with the influx CLI signed in as the admin.
 # Elsewhere: INFLUX_HOST, INFLUX_TOKEN (all-access), INFLUX_ORG set, then run it.
