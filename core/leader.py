@@ -79,12 +79,14 @@ class Lease:
         self.holder = holder
         self.ttl_s = ttl_s
 
-    def try_acquire_or_renew(self, now: datetime | None = None) -> bool:
+    def try_acquire_or_renew(self, now: datetime | None = None, *, force: bool = False) -> bool:
         """Take the lease if it is free or expired, extend it if ours; True if we hold it.
 
         One statement, atomic on both backends: INSERT ... ON CONFLICT DO UPDATE with a
         WHERE re-checked on the locked, latest row (PostgreSQL's guarantee for ON
         CONFLICT; SQLite serialises writers), RETURNING the holder only when it wrote.
+        `force` takes it from any holder: for the owner of what the lease names (an
+        ingest worker's own MQTT session, core/ingest/adoption.py), never for a leader.
         `now` (aware) replaces the database's clock: for tests.
         """
         with self.registry.transaction() as session:
@@ -109,7 +111,9 @@ class Lease:
                         else_=new.acquired_at,
                     ),
                 },
-                where=(LeaseRow.expires_at < new.acquired_at) | (LeaseRow.holder == new.holder),
+                where=None
+                if force
+                else (LeaseRow.expires_at < new.acquired_at) | (LeaseRow.holder == new.holder),
             ).returning(LeaseRow.holder)
             return session.execute(upsert).scalar_one_or_none() == self.holder
 
@@ -126,6 +130,20 @@ class Lease:
         with self.registry.reading() as session:
             row = session.execute(stmt.where(LeaseRow.name == self.name)).first()
         return None if row is None else LeaseState(row.holder, row.acquired_at, row.expires_at)
+
+    @staticmethod
+    def expired(registry: Registry, prefix: str, now: datetime | None = None) -> list[str]:
+        """Names of the leases under `prefix` that ran out, on the lease's clock."""
+        with registry.reading() as session:
+            dialect = session.get_bind().dialect.name
+            if now is None:
+                clock: Any = func.now() if dialect == "postgresql" else datetime.now(UTC)
+            else:
+                clock = now
+            stmt = select(LeaseRow.name).where(
+                LeaseRow.name.startswith(prefix, autoescape=True), LeaseRow.expires_at < clock
+            )
+            return list(session.scalars(stmt.order_by(LeaseRow.name)))
 
     def _period(self, dialect: str, now: datetime | None) -> tuple[Any, Any]:
         """(acquired_at, expires_at) on the lease's clock: `now` if given, else

@@ -49,6 +49,11 @@ class Metrics:
             "foyer_scheduler_leader", "1 while this process leads the registry-wide jobs",
             registry=r,
         )  # fmt: skip
+        # core/ingest/adoption.py: a departed worker's MQTT session taken by this one
+        self.adoptions = Counter(
+            "foyer_mqtt_adoptions", "Departed workers' MQTT sessions adopted, by outcome",
+            ["outcome"], registry=r,
+        )  # fmt: skip
         self.sms = Counter(
             "foyer_sms", "SMS handed to the provider (sent) or refused by it (failed)",
             ["outcome"], registry=r,

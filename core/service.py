@@ -36,6 +36,7 @@ from core import rollup_job
 from core.commissioning.service import Commissioning
 from core.http.app import HttpDeps, ProbeDeps, build_app, build_probe_app
 from core.ingest import coap
+from core.ingest.adoption import SessionKeeper
 from core.ingest.broker_accounts import BrokerAccounts
 from core.ingest.directory import DeviceDirectory
 from core.ingest.model import RecordRule
@@ -108,6 +109,7 @@ class Foyer:
     sms: SmsSettings | None = None
     billing: BillingService | None = None
     mqtt: MqttIngest | None = None
+    sessions: SessionKeeper | None = None  # our MQTT session lease, departed workers' adoption
     coap_context: Any = None
     http_port: int | None = None  # the API (api, all) or the probe listener (ingest, scheduler)
     http_app: web.Application | None = None
@@ -270,8 +272,13 @@ async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
     s, pipeline = foyer.settings, foyer.pipeline
     assert pipeline is not None and foyer.keys is not None  # built by _ingestion
     if s.mqtt_url:
-        mqtt = MqttIngest(MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group), pipeline,
-                          foyer.metrics)  # fmt: skip
+        mqtt_settings = MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group)
+        foyer.sessions = SessionKeeper(foyer.registry, mqtt_settings, pipeline, foyer.metrics,
+                                       s.mqtt_adopt_after_s)  # fmt: skip
+        # Our session lease before we connect: a worker adopting our session while we
+        # were away sees it is ours again when our connection takes the session over.
+        await foyer.sessions.heartbeat()
+        mqtt = MqttIngest(mqtt_settings, pipeline, foyer.metrics)
         await mqtt.start()
         stack.push_async_callback(mqtt.stop)
         foyer.mqtt = mqtt
@@ -372,6 +379,9 @@ def _local_jobs(foyer: Foyer, every: Callable[..., None]) -> None:
     every(functools.partial(_refresh, foyer, directory), DIRECTORY_REFRESH_S, "directory-refresh")
     if foyer.pipeline is not None:  # first contact is recorded by the pipeline
         every(directory.flush_seen, 5, "first-contact")
+    if foyer.sessions is not None:  # every worker: the group's sessions (core/ingest/adoption.py)
+        every(foyer.sessions.heartbeat, foyer.sessions.every_s, "mqtt-session-lease")
+        every(foyer.sessions.adopt_departed, foyer.sessions.every_s, "mqtt-adoption")
 
 
 def _registry_jobs(foyer: Foyer, scheduler: AsyncIOScheduler, every: Callable[..., None]) -> None:

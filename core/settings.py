@@ -38,6 +38,7 @@ ENV = {
     "probe_bind": "FOYER_PROBE_BIND",
     "log_format": "FOYER_LOG_FORMAT",
     "scheduler_lease_s": "FOYER_SCHEDULER_LEASE_S",
+    "mqtt_adopt_after_s": "FOYER_MQTT_ADOPT_AFTER_S",
 }
 
 # What `foyer serve` runs (docs/configuration.md, "Roles"): ingest = MQTT + CoAP +
@@ -89,6 +90,10 @@ class Settings:
     # The scheduler lease's ttl (core/leader.py): a standby leads within about this long
     # after the leader dies, at its next try (every third of it) after a clean stop.
     scheduler_lease_s: float = 30.0
+    # An ingest worker silent this long (its session lease, core/ingest/adoption.py) has
+    # its MQTT session adopted by another worker of its group: its queued readings are
+    # stored and the broker stops giving it a share. Longer than a restart takes.
+    mqtt_adopt_after_s: float = 120.0
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -135,7 +140,7 @@ def _convert(key: str, raw: Any) -> Any:
         return Path(raw)
     if key in ("coap_allow_plain", "coap_dtls"):
         return _boolean(raw)
-    if key in ("horizon_days", "scheduler_lease_s"):
+    if key in ("horizon_days", "scheduler_lease_s", "mqtt_adopt_after_s"):
         value = float(raw)
         if value <= 0:
             raise ValueError("must be positive")

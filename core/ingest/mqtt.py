@@ -5,6 +5,11 @@ subscription so several workers split the load. Acks are manual and sent only on
 the message's records are durably stored, in the order the messages arrived
 (MQTT 5 §4.6); a message we could not store is left unacked and the session is
 reconnected so the broker redelivers it.
+
+A stop finishes what is in hand (stored, then acked) and leaves the rest queued in
+the session for the next start. A worker that does not come back is adopted
+(core/ingest/adoption.py): another worker connects with its client id (``adopt``
+mode: unsubscribe, store and ack the queue, then end the session).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ RECEIVE_MAXIMUM = 10000
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our queue through a week-long outage
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+# A stop waits this long for the messages in hand to be stored and acked; past it,
+# they stay unacked in the session and are redelivered (systemd and Kubernetes give
+# 30 s between SIGTERM and SIGKILL: deploy/).
+STOP_DRAIN_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +66,13 @@ class _Inflight:
 
 
 class MqttIngest:
-    def __init__(self, settings: MqttSettings, pipeline: Pipeline, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: MqttSettings, pipeline: Pipeline, metrics: Metrics, *, adopt: bool = False
+    ) -> None:
         self._settings = settings
+        # adopt: the session is a departed worker's (adoption.py); take its queue, do
+        # not subscribe, and do not reconnect once the connection ends.
+        self._adopt = adopt
         self._pipeline = pipeline
         self._metrics = metrics
         self._client: mqtt.Client | None = None
@@ -69,8 +83,18 @@ class MqttIngest:
         self._inflight: deque[_Inflight] = deque()
         self._generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()  # set once the broker granted our subscriptions
+        self.session_present: bool | None = None  # as the broker said at the last CONNACK
+        self.ended: str | None = None  # adopt mode: why the connection ended
+        self.ended_by_takeover = False  # ... because a client with our id connected
+        self.last_message = time.monotonic()
+        self.handled = 0  # messages handed to the pipeline
+
+    @property
+    def settings(self) -> MqttSettings:
+        return self._settings
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -98,12 +122,31 @@ class MqttIngest:
         client.loop_start()
         self._client = client
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_s: float = STOP_DRAIN_S, end_session: bool = False) -> None:
+        """Take no new message, store and ack those in hand (up to `drain_s`), then
+        disconnect. The session stays on the broker, with whatever it still queues for
+        us, unless `end_session` (adoption: its queue has been taken)."""
+        self._closing = True
+        if self._tasks:
+            _done, late = await asyncio.wait(set(self._tasks), timeout=drain_s)
+            if late:
+                log.warning("MQTT stop: %d messages not stored within %.0f s; the broker "
+                            "redelivers them", len(late), drain_s)  # fmt: skip
         if self._client is not None:
-            await asyncio.to_thread(self._client.disconnect)
+            props = None
+            if end_session:  # MQTT 5 §3.14.2.2.2: expiry 0 at DISCONNECT ends the session
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = 0
+            await asyncio.to_thread(self._client.disconnect, None, props)
             await asyncio.to_thread(self._client.loop_stop)
         for task in list(self._tasks):
             task.cancel()
+
+    def idle(self) -> bool:
+        """Nothing in hand: no message waiting, being stored, or unacked by us."""
+        with self._inbox_lock:
+            waiting = bool(self._inbox)
+        return not (waiting or self._tasks or self._inflight)
 
     # --- paho thread: hand over, nothing else ------------------------------------------
     def _on_connect(
@@ -112,8 +155,14 @@ class MqttIngest:
         if rc.is_failure:
             log.warning("MQTT broker refused the connection: %s", rc)
             return
-        subs = [(f"$share/{self._settings.group}/{t}", SubscribeOptions(qos=1)) for t in TOPICS]
-        client.subscribe(subs)
+        filters = [f"$share/{self._settings.group}/{t}" for t in TOPICS]
+        if self._adopt:
+            # The broker stops routing new messages to the session and still delivers
+            # what it has queued for it (checked on Mosquitto 2.0; MQTT 5 §3.10.4).
+            if flags.session_present:
+                client.unsubscribe(filters)
+        else:
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
         self._call(self._connected, bool(flags.session_present))
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
@@ -122,8 +171,12 @@ class MqttIngest:
         else:
             log.error("MQTT broker refused our subscriptions: %s", codes)
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._call(self._disconnected, str(rc))
+    def _on_disconnect(self, c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if self._adopt:
+            c.disconnect()  # no reconnect: e.g. "Session taken over", its owner is back
+        # MQTT 5 §3.14.2.1: 0x8E, another connection with this client id took the session
+        # (Mosquitto 2.0.11 just closes the socket: adoption.py also asks the lease)
+        self._call(self._disconnected, str(rc), rc.value == 0x8E)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         with self._inbox_lock:
@@ -140,22 +193,32 @@ class MqttIngest:
     # --- event loop ------------------------------------------------------------------------
     def _connected(self, session_present: bool) -> None:
         self._generation += 1
-        log.warning("MQTT connected (session present: %s)", session_present)
+        self.session_present = session_present
+        self.last_message = time.monotonic()
+        if not self._adopt:
+            log.warning("MQTT connected (session present: %s)", session_present)
         self.connected.set()
 
-    def _disconnected(self, reason: str) -> None:
+    def _disconnected(self, reason: str, taken_over: bool = False) -> None:
         # Unacked messages of the old connection will be redelivered; forget them.
         self._generation += 1
         self._inflight.clear()
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason)
+        if self._adopt:
+            self.ended, self.ended_by_takeover = reason, taken_over
+        elif not self._closing:
+            log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason)
 
     def _drain(self) -> None:
         with self._inbox_lock:
             batch = list(self._inbox)
             self._inbox.clear()
             self._drain_scheduled = False
+        if self._closing:
+            return  # left unacked: the session keeps them for the next connection
+        self.last_message = time.monotonic()
+        self.handled += len(batch)
         for message in batch:
             entry = _Inflight(message.mid, self._generation)
             if message.qos > 0:

@@ -562,11 +562,12 @@ class Building(Base):
 
 class Lease(Base):
     """A named lease (migration 0008): who holds it, until when. ``core/leader.py``
-    writes it; one of several schedulers leads while it holds ``scheduler``."""
+    writes it; one of several schedulers leads while it holds ``scheduler``, and each
+    ingest worker holds ``mqtt/<group>/<client id>`` while it runs (core/ingest/adoption.py)."""
 
     __tablename__ = "leases"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # 0010: was 64
     holder: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

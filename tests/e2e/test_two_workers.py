@@ -1,6 +1,8 @@
 """Two `foyer serve --role ingest` workers on one shared subscription split the load;
 one is SIGKILLed mid-stream and restarted (same client id, as systemd would): every
-reading the broker acknowledged to the publisher is in InfluxDB exactly once.
+reading the broker acknowledged to the publisher is in InfluxDB exactly once. And one
+stopped for good (SIGKILL, or SIGTERM as a scale-in sends) has its session adopted by
+the other (core/ingest/adoption.py): nothing waits for a worker that never returns.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Worker:
     log: Path
     probe_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         env = {
@@ -68,6 +71,7 @@ class Worker:
             "FOYER_COAP_BIND": "",
             "FOYER_PROBE_BIND": f"127.0.0.1:{self.probe_port}",
             "FOYER_LOG_FORMAT": "json",
+            **self.env,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -75,10 +79,10 @@ class Worker:
                 env=env, stdout=out, stderr=out,
             )  # fmt: skip
 
-    def kill(self) -> None:
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
 
     def get(self, path: str) -> tuple[int, bytes]:
         url = f"http://127.0.0.1:{self.probe_port}{path}"
@@ -95,10 +99,13 @@ class Worker:
 
     def stored(self) -> float:
         """foyer_records_stored_total{measurement="meter_index"} of this process."""
+        return self.sample("foyer_records_stored_total")
+
+    def sample(self, name: str, **labels: str) -> float:
         _status, body = self.get("/metrics")
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
-                if sample.name == "foyer_records_stored_total":
+                if sample.name == name and labels.items() <= sample.labels.items():
                     return float(sample.value)
         return 0.0
 
@@ -177,3 +184,31 @@ async def test_two_ingest_workers_share_the_load_and_a_sigkill_loses_nothing(
     assert b.ready()
     for line in a.log.read_text().splitlines():  # FOYER_LOG_FORMAT=json: one object a line
         assert {"time", "level", "logger", "message"} <= set(json.loads(line))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_a_worker_gone_for_good_has_its_session_adopted_and_loses_nothing(
+    workers: tuple[Worker, Worker],
+    influxdb: InfluxDB,
+    influx_db: str,
+    mosquitto: Mosquitto,
+    sig: signal.Signals,
+) -> None:
+    a, b = workers
+    for worker in workers:
+        worker.env["FOYER_MQTT_ADOPT_AFTER_S"] = "4"  # production: 120
+        worker.start()
+    await eventually(lambda: a.ready() and b.ready(), within=30)
+    publisher = Publisher(mosquitto)
+    try:
+        stream = asyncio.create_task(publisher.stream(TOTAL, RATE))
+        await eventually(lambda: a.stored() >= 100 and b.stored() >= 100, within=30)
+        assert not stream.done(), "the stream ended before the stop: raise TOTAL"
+        b.kill(sig)  # and never restarted: the broker still gives its session a share
+        await stream
+        await eventually(lambda: len(publisher.acknowledged()) == TOTAL, within=20)
+        acknowledged = publisher.acknowledged()
+    finally:
+        publisher.close()
+    await eventually(lambda: stored(influxdb, influx_db) == acknowledged, within=60)
+    assert a.sample("foyer_mqtt_adoptions_total", outcome="adopted") == 1

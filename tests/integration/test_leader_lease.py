@@ -67,6 +67,31 @@ def test_an_expired_lease_passes_to_the_next_taker_and_the_old_holder_loses_it(
     assert a.current() == ("b", at(TTL_S + 1), at(2 * TTL_S + 1))
 
 
+def test_a_forced_take_wins_over_a_live_holder(registry: Registry) -> None:
+    # an ingest worker's own session lease: the owner takes it back from an adopter
+    adopter, owner = lease(registry, "adopter", "mqtt/g/w1"), lease(registry, "owner", "mqtt/g/w1")
+    assert adopter.try_acquire_or_renew(at(0))
+    assert owner.try_acquire_or_renew(at(1), force=True)
+    assert not adopter.try_acquire_or_renew(at(2))
+    assert owner.current() == ("owner", at(1), at(1 + TTL_S))
+
+
+def test_expired_lists_the_run_out_leases_under_a_prefix_only(registry: Registry) -> None:
+    assert lease(registry, "a", "mqtt/g/w1").try_acquire_or_renew(at(0))
+    assert lease(registry, "b", "mqtt/g/w2").try_acquire_or_renew(at(20))
+    assert lease(registry, "c", "mqtt/other/w3").try_acquire_or_renew(at(0))
+    assert lease(registry, "d", "mqtt/g_x/w4").try_acquire_or_renew(at(0))  # '_' is no wildcard
+    assert Lease.expired(registry, "mqtt/g/", at(TTL_S + 1)) == ["mqtt/g/w1"]
+    assert Lease.expired(registry, "mqtt/g/", at(TTL_S + 21)) == ["mqtt/g/w1", "mqtt/g/w2"]
+    assert Lease.expired(registry, "mqtt/g/", at(5)) == []
+
+
+def test_a_lease_name_may_hold_a_long_mqtt_client_id(registry: Registry) -> None:
+    name = "mqtt/foyer/" + "w" * 200  # migration 0010: 255 characters, PostgreSQL enforces it
+    assert lease(registry, "a", name).try_acquire_or_renew(at(0))
+    assert Lease.expired(registry, "mqtt/foyer/", at(TTL_S + 1)) == [name]
+
+
 def test_release_hands_the_lease_over_at_once(registry: Registry) -> None:
     a, b = lease(registry, "a"), lease(registry, "b")
     assert a.try_acquire_or_renew(at(0))
