@@ -49,6 +49,10 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # they stay unacked in the session and are redelivered (systemd and Kubernetes give
 # 30 s between SIGTERM and SIGKILL: deploy/).
 STOP_DRAIN_S = 15.0
+# Messages turned into tasks per turn of the event loop. A burst of thousands handed
+# over at once would run all their first steps before anything else, and probes and
+# /metrics waited seconds behind them (tests/bench_scale.py, slowest_metrics_scrape_s).
+DRAIN_CHUNK = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ class MqttSettings:
 @dataclass(slots=True)
 class _Inflight:
     mid: int
-    generation: int
+    generation: int  # the connection it came on: a mid means nothing on another
     state: str = "pending"  # pending | ack | skip
 
 
@@ -77,8 +81,10 @@ class MqttIngest:
         self._metrics = metrics
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: deque[mqtt.MQTTMessage] = deque()
+        # (message, connection it came on, time.time() at receipt), filled by paho's thread
+        self._inbox: deque[tuple[mqtt.MQTTMessage, int, float]] = deque()
         self._inbox_lock = threading.Lock()
+        self._connection = 0  # paho's thread counts connections; a message carries its own
         self._drain_scheduled = False
         self._inflight: deque[_Inflight] = deque()
         self._generation = 0
@@ -163,7 +169,10 @@ class MqttIngest:
                 client.unsubscribe(filters)
         else:
             client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
-        self._call(self._connected, bool(flags.session_present))
+        with self._inbox_lock:
+            self._connection += 1
+            connection = self._connection
+        self._call(self._connected, bool(flags.session_present), connection)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
         if all(not code.is_failure for code in codes):
@@ -176,11 +185,17 @@ class MqttIngest:
             c.disconnect()  # no reconnect: e.g. "Session taken over", its owner is back
         # MQTT 5 §3.14.2.1: 0x8E, another connection with this client id took the session
         # (Mosquitto 2.0.11 just closes the socket: adoption.py also asks the lease)
-        self._call(self._disconnected, str(rc), rc.value == 0x8E)
+        with self._inbox_lock:
+            # Not acked, so redelivered on the next connection: a mid is only valid
+            # on its own connection, and these would be stored for nothing.
+            self._inbox.clear()
+            self._connection += 1
+            connection = self._connection
+        self._call(self._disconnected, str(rc), connection, rc.value == 0x8E)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         with self._inbox_lock:
-            self._inbox.append(message)
+            self._inbox.append((message, self._connection, time.time()))
             if self._drain_scheduled:
                 return
             self._drain_scheduled = True
@@ -191,17 +206,17 @@ class MqttIngest:
             self._loop.call_soon_threadsafe(fn, *args)
 
     # --- event loop ------------------------------------------------------------------------
-    def _connected(self, session_present: bool) -> None:
-        self._generation += 1
+    def _connected(self, session_present: bool, connection: int) -> None:
+        self._generation = connection
         self.session_present = session_present
         self.last_message = time.monotonic()
         if not self._adopt:
             log.warning("MQTT connected (session present: %s)", session_present)
         self.connected.set()
 
-    def _disconnected(self, reason: str, taken_over: bool = False) -> None:
+    def _disconnected(self, reason: str, connection: int, taken_over: bool = False) -> None:
         # Unacked messages of the old connection will be redelivered; forget them.
-        self._generation += 1
+        self._generation = connection
         self._inflight.clear()
         self.connected.clear()
         self.subscribed.clear()
@@ -212,24 +227,27 @@ class MqttIngest:
 
     def _drain(self) -> None:
         with self._inbox_lock:
-            batch = list(self._inbox)
-            self._inbox.clear()
-            self._drain_scheduled = False
-        if self._closing:
-            return  # left unacked: the session keeps them for the next connection
+            if self._closing:
+                self._drain_scheduled = False
+                return  # left unacked: the session keeps them for the next connection
+            batch = [self._inbox.popleft() for _ in range(min(DRAIN_CHUNK, len(self._inbox)))]
+            more = bool(self._inbox)
+            self._drain_scheduled = more
+        if more:  # the rest at the next turn, after whatever else is ready
+            self._call(self._drain)
         self.last_message = time.monotonic()
         self.handled += len(batch)
-        for message in batch:
-            entry = _Inflight(message.mid, self._generation)
+        for message, connection, received_at in batch:
+            entry = _Inflight(message.mid, connection)
             if message.qos > 0:
                 self._inflight.append(entry)
-            task = asyncio.ensure_future(self._handle(message, entry))
+            task = asyncio.ensure_future(self._handle(message, entry, received_at))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, message: mqtt.MQTTMessage, entry: _Inflight) -> None:
+    async def _handle(self, message: mqtt.MQTTMessage, entry: _Inflight, at: float) -> None:
         try:
-            raw = _raw(message, time.time())
+            raw = _raw(message, at)
         except Refused as err:
             self._metrics.received.labels("mqtt").inc()
             self._metrics.refused.labels("mqtt", err.reason).inc()
