@@ -3,6 +3,9 @@
 Every 15 minutes the scheduler (leader) recomputes whole Europe/Paris days from the
 raw indexes and rewrites their points in the `rollup` retention policy: re-running
 writes identical points (same measurement, tags and time), so overlap is harmless.
+Readings stored too late for that window (a meter's backlog after an outage, a spool
+replay) are noted by the ingest workers (`LateDays`) in the registry's
+`rollup_backlog`, and the next run recomputes those days too.
 docs/schema.md, "Downsampled water use", describes the series; meters/rollup.py
 computes them.
 """
@@ -12,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from core.records import METER_INDEX, Record
 from core.registry import Registry
-from core.registry.models import Binding, Device, Dwelling
+from core.registry.models import Binding, Device, Dwelling, RollupBacklog
 from core.store import rollup as io
 from core.store.influx import InfluxStore
 from core.store.port import TelemetryStore
@@ -33,8 +39,10 @@ from meters.rollup import (
     by_commune,
     daily,
     hour_start,
+    late_days,
     merge_communes,
     meter_hours,
+    next_paris_day,
     paris_day_start,
 )
 
@@ -52,6 +60,8 @@ CATCH_UP_DAYS = 2
 # A meter silent for longer gets no point for its first hour back (docs/schema.md).
 BASELINE_DAYS = 7
 CHUNK = 500  # meters per query: 500 x 72 hours fit easily in one /query answer
+BACKLOG_DAYS_PER_RUN = 7  # late days recomputed per run, oldest first; the rest next run
+LATE_FLUSH_S = 30  # ingest workers write the late days they saw this often
 DAY_NS = 24 * HOUR_NS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -63,6 +73,59 @@ class RollupRun:
     meters: int
     hours: int
     days: int
+    late_days: tuple[int, ...] = ()  # backlog days recomputed (Paris midnights, ns)
+
+
+class LateDays:
+    """In an ingest worker: the Paris days of meter readings stored too late for the
+    next roll-up window, written to the registry every LATE_FLUSH_S (a crash loses at
+    most that much of the list, never a reading: `foyer store rollup` redoes any day)."""
+
+    def __init__(self, registry: Registry, clock: Callable[[], float] = time.time) -> None:
+        self._registry = registry
+        self._clock = clock
+        self._days: set[int] = set()
+
+    def note(self, records: Sequence[Record]) -> None:
+        """After storage (core/ingest/pipeline.py): cheap, on the event loop."""
+        times = [r.time_ns for r in records if r.measurement == METER_INDEX]
+        if times:
+            self._days |= late_days(times, int(self._clock() * 1e9), RECENT_HOURS)
+
+    async def flush(self) -> None:
+        if not self._days:
+            return
+        days, self._days = self._days, set()
+        try:
+            await asyncio.to_thread(mark_backlog, self._registry, days, self._clock())
+        except Exception:
+            self._days |= days  # the registry is down: keep them for the next flush
+            raise
+
+
+def mark_backlog(registry: Registry, days: set[int], at: float) -> None:
+    marked = datetime.fromtimestamp(at, UTC)
+    rows = [{"day": _at(day), "marked_at": marked} for day in sorted(days)]
+    with registry.transaction() as session:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(RollupBacklog).values(rows)
+        again = {"marked_at": stmt.excluded.marked_at}  # marked again: recompute again
+        session.execute(stmt.on_conflict_do_update(index_elements=[RollupBacklog.day], set_=again))
+
+
+def backlog(registry: Registry) -> list[tuple[int, datetime]]:
+    stmt = select(RollupBacklog.day, RollupBacklog.marked_at).order_by(RollupBacklog.day)
+    with registry.reading() as session:
+        return [(_ns(day), marked) for day, marked in session.execute(stmt)]
+
+
+def clear_backlog(registry: Registry, done: Sequence[tuple[int, datetime]]) -> None:
+    """Delete the rows recomputed, unless marked again since they were read."""
+    with registry.transaction() as session:
+        for day, marked in done:
+            session.execute(delete(RollupBacklog).where(
+                RollupBacklog.day == _at(day), RollupBacklog.marked_at <= marked))  # fmt: skip
 
 
 def schedule(store: TelemetryStore, registry: Registry, every: Callable[..., None]) -> None:
@@ -93,6 +156,25 @@ def window(now_ns: int, last_hour_ns: int | None) -> tuple[int, int]:
 async def run(store: InfluxStore, registry: Registry, now: datetime | None = None) -> RollupRun:
     now = now or datetime.now(UTC)
     start, end = window(_ns(now), await io.last_rollup_hour(store))
+    late = await asyncio.to_thread(backlog, registry)
+    # Days inside the window are recomputed anyway; the oldest stale ones first.
+    stale = [(day, marked) for day, marked in late if day < start][:BACKLOG_DAYS_PER_RUN]
+    for day, _marked in stale:
+        await _span(store, registry, day, next_paris_day(day))
+    # Last: the resume point (last_rollup_hour) only moves once everything is written.
+    devices, hours, days = await _span(store, registry, start, end)
+    covered = [(day, marked) for day, marked in late if day >= start]
+    await asyncio.to_thread(clear_backlog, registry, [*stale, *covered])
+    done = RollupRun(start, end, devices, hours, days, tuple(day for day, _ in stale))
+    log.info("%s: %s", JOB_ID, done)
+    return done
+
+
+async def _span(
+    store: InfluxStore, registry: Registry, start: int, end: int
+) -> tuple[int, int, int]:
+    """Recompute whole days [start, end): every bound meter, then the communes' sums
+    (a commune's point needs all its meters); returns (meters, hour points, day points)."""
     bindings = await asyncio.to_thread(bound_meters, registry, start, end)
     devices = sorted(bindings)
     hours_total, days_total = 0, 0
@@ -104,11 +186,8 @@ async def run(store: InfluxStore, registry: Registry, now: datetime | None = Non
         communes_1h = merge_communes([*communes_1h, *by_commune(hours)])
         communes_1d = merge_communes([*communes_1d, *by_commune(days)])
     await io.write_communes(store, io.COMMUNE_WATER_USE_1D, communes_1d)
-    # Last: the resume point (last_rollup_hour) only moves once everything is written.
     await io.write_communes(store, io.COMMUNE_WATER_USE_1H, communes_1h)
-    done = RollupRun(start, end, len(devices), hours_total, days_total)
-    log.info("%s: %s", JOB_ID, done)
-    return done
+    return len(devices), hours_total, days_total
 
 
 async def _chunk(

@@ -110,6 +110,7 @@ class Foyer:
     billing: BillingService | None = None
     mqtt: MqttIngest | None = None
     sessions: SessionKeeper | None = None  # our MQTT session lease, departed workers' adoption
+    late_days: rollup_job.LateDays | None = None  # ingest on InfluxDB: days to roll up again
     coap_context: Any = None
     http_port: int | None = None  # the API (api, all) or the probe listener (ingest, scheduler)
     http_app: web.Application | None = None
@@ -175,7 +176,10 @@ def _ingestion(foyer: Foyer, tasks: set[asyncio.Task[None]]) -> None:
     foyer.metrics.queue_depth.set_function(lambda: writer.depth)  # fresh at every scrape
     foyer.writer = writer
     horizon_s = foyer.settings.horizon_days * 86400
-    foyer.pipeline = Pipeline(foyer.directory, build_rules(), writer, foyer.metrics, horizon_s)
+    if rollup_job.influx_of(foyer.store) is not None:  # the embedded store has no roll-up
+        foyer.late_days = rollup_job.LateDays(foyer.registry)
+    foyer.pipeline = Pipeline(foyer.directory, build_rules(), writer, foyer.metrics, horizon_s,
+                              foyer.late_days.note if foyer.late_days else None)  # fmt: skip
 
 
 def _domains(foyer: Foyer) -> None:
@@ -379,6 +383,8 @@ def _local_jobs(foyer: Foyer, every: Callable[..., None]) -> None:
     every(functools.partial(_refresh, foyer, directory), DIRECTORY_REFRESH_S, "directory-refresh")
     if foyer.pipeline is not None:  # first contact is recorded by the pipeline
         every(directory.flush_seen, 5, "first-contact")
+    if foyer.late_days is not None:
+        every(foyer.late_days.flush, rollup_job.LATE_FLUSH_S, "rollup-late-days")
     if foyer.sessions is not None:  # every worker: the group's sessions (core/ingest/adoption.py)
         every(foyer.sessions.heartbeat, foyer.sessions.every_s, "mqtt-session-lease")
         every(foyer.sessions.adopt_departed, foyer.sessions.every_s, "mqtt-adoption")

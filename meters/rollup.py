@@ -72,6 +72,19 @@ def paris_day_start(time_ns: int) -> int:
     return int(midnight.timestamp()) * _NS
 
 
+def next_paris_day(day_ns: int) -> int:
+    """The Paris midnight after the one at day_ns (days last 23, 24 or 25 hours)."""
+    return paris_day_start(day_ns + 25 * HOUR_NS)
+
+
+def late_days(times_ns: Iterable[int], now_ns: int, recent_hours: int) -> set[int]:
+    """The Paris days (their midnights) of readings stored at `now_ns` that the next
+    roll-up run will not recompute: it covers the whole days holding the last
+    `recent_hours` closed hours, so a reading before the first of those days is late."""
+    covered_from = paris_day_start(hour_start(now_ns) - recent_hours * HOUR_NS)
+    return {paris_day_start(t) for t in times_ns if t < covered_from}
+
+
 def last_per_hour(points: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """(hour start, last index of that hour), by hour; points are (time_ns, index_l)."""
     last: dict[int, tuple[int, int]] = {}

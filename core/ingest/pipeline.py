@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.errors import Refused
@@ -14,6 +14,7 @@ from core.ingest.model import Accepted, RawMessage, RecordRule
 from core.ingest.writer import BatchWriter
 from core.logs import bound_device
 from core.metrics import Metrics
+from core.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ class Pipeline:
         writer: BatchWriter,
         metrics: Metrics,
         horizon_s: float = DEFAULT_HORIZON_S,
+        after_store: Callable[[Sequence[Record]], None] | None = None,
     ) -> None:
         self._directory = directory
+        self._after_store = after_store  # e.g. the roll-up's late days (core/rollup_job.py)
         self._rules = rules
         self._writer = writer
         self._metrics = metrics
@@ -50,6 +53,8 @@ class Pipeline:
             self._metrics.queue_depth.set(self._writer.depth)
             await self._writer.submit(accepted.records)
             self._account(msg, accepted)
+            if self._after_store is not None:
+                self._after_store(accepted.records)
         return Outcome(len(accepted.records), accepted.ignored, sum(accepted.dropped.values()))
 
     async def _interpret(self, msg: RawMessage) -> Accepted:

@@ -571,3 +571,17 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- water roll-up (issue 6) --------------------------------------------------------------
+
+
+class RollupBacklog(Base):
+    """A Paris day whose roll-up is stale (migration 0011): an ingest worker stored
+    readings of it after the `water-rollup` job's window had passed it (a meter's
+    backlog after an outage, a spool replay); the job recomputes it and deletes the row."""
+
+    __tablename__ = "rollup_backlog"
+
+    day: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # Paris midnight
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the latest late reading's storage

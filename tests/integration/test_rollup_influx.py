@@ -275,6 +275,43 @@ async def test_a_later_run_adds_the_hour_that_closed_and_grows_the_day(
 
 
 @pytest.mark.usefixtures("territory")
+async def test_readings_stored_after_their_day_was_rolled_up_are_rolled_up_at_the_next_run(
+    influx: InfluxStore, registry: Registry
+) -> None:
+    later = NOW + timedelta(days=2)
+    await rollup_job.run(influx, registry, now=NOW)
+    now_ns = int(later.timestamp() * 1e9)
+    await influx.write([_index("m-1", now_ns - 3 * H, 1300), _index("m-1", now_ns - 2 * H, 1310)])
+    await rollup_job.run(influx, registry, now=later)  # D is behind the window from now on
+    # Then m-3 sends the readings it buffered during an outage on day D.
+    backlog = [_index("m-3", D + 15 * H + 5 * M, 20), _index("m-3", D + 16 * H + 5 * M, 26)]
+    await influx.write(backlog)
+    late = rollup_job.LateDays(registry, clock=later.timestamp)
+    late.note(backlog)
+    late.note([_index("m-3", now_ns, 30)])  # today's: not late
+    await late.flush()
+    assert rollup_job.backlog(registry) == [(D, later.replace(microsecond=0))]
+    run = await rollup_job.run(influx, registry, now=later + timedelta(minutes=15))
+    assert run.late_days == (D,) and run.start_ns > D
+    assert _use("m-3", "Romans", D + 15 * H, 7) in await _points(influx, "water_use_1h")
+    assert _use("m-3", "Romans", D, 16) in await _points(influx, "water_use_1d")  # 3 + 7 + 6
+    assert _commune("Romans", D, 16, 1) in await _points(influx, "commune_water_use_1d")
+    assert _commune("Valence", D, 207, 2) in await _points(influx, "commune_water_use_1d")
+    assert rollup_job.backlog(registry) == []  # done: the next run does not redo it
+
+
+async def test_a_day_marked_again_while_a_run_recomputed_it_stays_in_the_backlog(
+    registry: Registry,
+) -> None:
+    first = datetime(2026, 1, 15, 10, tzinfo=UTC)
+    rollup_job.mark_backlog(registry, {D}, first.timestamp())
+    read = rollup_job.backlog(registry)
+    rollup_job.mark_backlog(registry, {D}, (first + timedelta(seconds=30)).timestamp())
+    rollup_job.clear_backlog(registry, read)
+    assert rollup_job.backlog(registry) == [(D, first + timedelta(seconds=30))]
+
+
+@pytest.mark.usefixtures("territory")
 async def test_the_field_types_are_integers(influx: InfluxStore, registry: Registry) -> None:
     await rollup_job.run(influx, registry, now=NOW)
     data = await influx.influxql('SHOW FIELD KEYS FROM "rollup"."commune_water_use_1h"')

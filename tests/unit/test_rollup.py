@@ -17,7 +17,9 @@ from meters.rollup import (
     by_commune,
     daily,
     hourly_use,
+    late_days,
     meter_hours,
+    next_paris_day,
     paris_day_start,
 )
 
@@ -158,3 +160,31 @@ def test_the_server_version_header_tells_influxdb_1_from_2_and_3() -> None:
     assert major_version("v2.7.10") == 2
     assert major_version("3.0.1") == 3
     assert major_version(None) is None
+
+
+def test_a_reading_before_the_days_the_next_run_covers_is_late() -> None:
+    # Paris is UTC+1 in January: 10:20 local; the run covers from 04:00, i.e. all of Jan 15
+    now = utc(2026, 1, 15, 9, 20)
+    today, yesterday = paris_day_start(now), paris_day_start(utc(2026, 1, 14, 12))
+    assert late_days([utc(2026, 1, 15, 0, 30), now], now, recent_hours=6) == set()
+    assert late_days([utc(2026, 1, 14, 22, 59), utc(2026, 1, 14, 8)], now, 6) == {yesterday}
+    assert late_days([utc(2026, 1, 14, 23, 0)], now, 6) == set()  # 00:00 Paris, Jan 15
+    assert today == utc(2026, 1, 14, 23)
+
+
+def test_early_in_the_morning_yesterday_is_still_covered_and_the_day_before_is_late() -> None:
+    now = utc(2026, 1, 15, 2, 10)  # 03:10 Paris: the last 6 closed hours reach into Jan 14
+    assert late_days([utc(2026, 1, 14, 8)], now, 6) == set()
+    assert late_days([utc(2026, 1, 13, 8)], now, 6) == {paris_day_start(utc(2026, 1, 13, 8))}
+
+
+@pytest.mark.parametrize(
+    ("day", "hours"),
+    [((2026, 3, 29), 23), ((2026, 10, 25), 25), ((2026, 6, 1), 24)],
+    ids=["spring-forward", "fall-back", "summer"],
+)
+def test_the_next_paris_day_follows_a_day_of_23_24_or_25_hours(
+    day: tuple[int, int, int], hours: int
+) -> None:
+    start = paris_day_start(utc(*day, 12))
+    assert next_paris_day(start) - start == hours * H
