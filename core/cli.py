@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date, datetime, time
 from pathlib import Path
 
 from alerts import cli as care_cli
@@ -76,6 +77,53 @@ def _store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     st.add_parser(
         "setup", help="InfluxDB 1.x: database, retention policies raw and rollup (idempotent)"
     ).set_defaults(func=_store_setup)
+    ru = st.add_parser(
+        "rollup", help="recompute the downsampled water use of whole Paris days (InfluxDB)"
+    )
+    ru.add_argument("first", type=date.fromisoformat, help="first day, YYYY-MM-DD (Paris)")
+    ru.add_argument("last", nargs="?", type=date.fromisoformat, help="last day (default: first)")
+    ru.set_defaults(func=_store_rollup)
+
+
+def _store_rollup(args: argparse.Namespace, settings: Settings) -> int:
+    """After a repair of raw data, or a gap longer than the job's 2-day catch-up
+    (docs/schema.md, "Downsampled water use")."""
+    from core import rollup_job
+    from core.errors import StoreUnavailable
+    from core.store.influx import InfluxStore
+    from meters.rollup import PARIS
+
+    last = args.last or args.first
+    if not settings.influx_url:
+        print("foyer: store rollup: no influx_url (the embedded store has no rollup)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if last < args.first:
+        print("foyer: store rollup: the last day is before the first", file=sys.stderr)
+        return 2
+
+    def ns(day: date) -> int:
+        return int(datetime.combine(day, time(12), PARIS).timestamp()) * 10**9
+
+    async def go() -> list[tuple[int, int, int]]:
+        store = InfluxStore(settings.influx_url, settings.influx_db, settings.influx_token or None)
+        registry = _registry(settings)
+        await store.open()
+        try:
+            return await rollup_job.recompute(store, registry, ns(args.first), ns(last))
+        finally:
+            await store.close()
+            registry.close()
+
+    try:
+        done = asyncio.run(go())
+    except StoreUnavailable as err:
+        print(f"foyer: store rollup: {err}", file=sys.stderr)
+        return 1
+    for day_ns, meters, hours in done:
+        day = datetime.fromtimestamp(day_ns / 10**9, PARIS).date()
+        print(f"{day.isoformat()}: {meters} meters, {hours} hourly points")
+    return 0
 
 
 def _store_setup(_args: argparse.Namespace, settings: Settings) -> int:

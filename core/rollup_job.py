@@ -54,7 +54,7 @@ EVERY_S = 900  # the brief's 15 minutes: a dashboard's last hour is at most ~15 
 # hours): each run recomputes the days holding at least the last RECENT_HOURS.
 RECENT_HOURS = 6
 # A scheduler down for a day or two catches up from its last written hour, but no
-# further back than this (a longer gap: `foyer store rollup` is not there yet, docs).
+# further back than this (a longer gap: `foyer store rollup FIRST LAST`, docs/schema.md).
 CATCH_UP_DAYS = 2
 # The index a window's first hour is compared with: the meter's last one this far back.
 # A meter silent for longer gets no point for its first hour back (docs/schema.md).
@@ -168,6 +168,20 @@ async def run(store: InfluxStore, registry: Registry, now: datetime | None = Non
     done = RollupRun(start, end, devices, hours, days, tuple(day for day, _ in stale))
     log.info("%s: %s", JOB_ID, done)
     return done
+
+
+async def recompute(
+    store: InfluxStore, registry: Registry, first_day_ns: int, last_day_ns: int
+) -> list[tuple[int, int, int]]:
+    """`foyer store rollup`: whole Paris days from the one holding first_day_ns to the
+    one holding last_day_ns, a day at a time; (day, meters, hour points) per day."""
+    out = []
+    day = paris_day_start(first_day_ns)
+    while day <= last_day_ns:
+        meters, hours, _days = await _span(store, registry, day, next_paris_day(day))
+        out.append((day, meters, hours))
+        day = next_paris_day(day)
+    return out
 
 
 async def _span(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +23,7 @@ from core.settings import Settings
 from core.store.embedded import EmbeddedStore
 from core.store.influx import InfluxStore
 from core.store.setup import SetupError, setup
-from meters.rollup import HOUR_NS, paris_day_start
+from meters.rollup import HOUR_NS, PARIS, paris_day_start
 from tests.servers import InfluxDB
 
 pytestmark = pytest.mark.servers
@@ -298,6 +299,39 @@ async def test_readings_stored_after_their_day_was_rolled_up_are_rolled_up_at_th
     assert _commune("Romans", D, 16, 1) in await _points(influx, "commune_water_use_1d")
     assert _commune("Valence", D, 207, 2) in await _points(influx, "commune_water_use_1d")
     assert rollup_job.backlog(registry) == []  # done: the next run does not redo it
+
+
+@pytest.mark.usefixtures("territory")
+def test_the_cli_recomputes_whole_days_on_demand(
+    influxdb: InfluxDB,
+    influx_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FOYER_INFLUX_URL", influxdb.url)
+    monkeypatch.setenv("FOYER_INFLUX_DB", influx_db)
+    monkeypatch.setenv("FOYER_REGISTRY_URL", f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    day = datetime.fromtimestamp(D / 10**9, PARIS).date()
+    before = datetime.fromtimestamp(D_BEFORE / 10**9, PARIS).date()
+    assert main(["store", "rollup", before.isoformat(), day.isoformat()]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{before.isoformat()}: 4 meters, 1 hourly points",  # bound: m-1, 2, 3, 5; m-2 used
+        f"{day.isoformat()}: 3 meters, 7 hourly points",  # m-5 unbound at D; m-1 13:00 too
+    ]
+    data = asyncio.run(_query(influxdb.url, influx_db))
+    assert data == {("Valence", 30, 1), ("Valence", 207, 2), ("Romans", 3, 1)}
+    assert main(["store", "rollup", day.isoformat(), before.isoformat()]) == 2
+
+
+async def _query(url: str, db: str) -> set[tuple[Any, ...]]:
+    store = InfluxStore(url, db)
+    await store.open()
+    try:
+        points = await _points(store, "commune_water_use_1d")
+    finally:
+        await store.close()
+    return {(dict(p)["commune"], dict(p)["litres"], dict(p)["meters"]) for p in points}
 
 
 async def test_a_day_marked_again_while_a_run_recomputed_it_stays_in_the_backlog(
