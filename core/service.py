@@ -253,8 +253,12 @@ def spool_path(settings: Settings) -> Path:
     (by MQTT client id, stable across restarts, so a restarted worker finds its spool)."""
     if settings.role == "all":
         return settings.data_dir / "spool.sqlite"
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", settings.mqtt_client_id)
-    return settings.data_dir / f"spool-{name}.sqlite"
+    return worker_spool(settings.data_dir, settings.mqtt_client_id)
+
+
+def worker_spool(data_dir: Path, client_id: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", client_id)
+    return data_dir / f"spool-{name}.sqlite"
 
 
 async def _broker_accounts(foyer: Foyer, stack: AsyncExitStack) -> None:
@@ -277,8 +281,11 @@ async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
     assert pipeline is not None and foyer.keys is not None  # built by _ingestion
     if s.mqtt_url:
         mqtt_settings = MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group)
-        foyer.sessions = SessionKeeper(foyer.registry, mqtt_settings, pipeline, foyer.metrics,
-                                       s.mqtt_adopt_after_s)  # fmt: skip
+        foyer.sessions = SessionKeeper(
+            foyer.registry, mqtt_settings, pipeline, foyer.metrics, s.mqtt_adopt_after_s,
+            # workers sharing a data_dir (one host, systemd): a departed one's spool too
+            spools=(foyer.store, functools.partial(worker_spool, s.data_dir)),
+        )  # fmt: skip
         # Our session lease before we connect: a worker adopting our session while we
         # were away sees it is ours again when our connection takes the session over.
         await foyer.sessions.heartbeat()

@@ -22,6 +22,13 @@ its connection takes the session over (the broker disconnects the adopter, MQTT 
 A rolling restart shorter than ``mqtt_adopt_after_s`` is never adopted. Storage is
 idempotent (a point is its series and time), so a message redelivered after a
 takeover is stored once.
+
+Workers that share a data directory (several `foyer-ingest@NN` on one host) also see
+each other's spools: once the session is adopted (or found gone), the departed
+worker's spool, readings it acknowledged while InfluxDB was down, is moved batch by
+batch into our store (InfluxDB, or our own spool if it is still down), each batch
+removed from theirs only once ours has it. Workers on separate volumes (Kubernetes)
+keep theirs until they return (deploy/README.md, "Scaling ingestion").
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +50,8 @@ from core.ingest.pipeline import Pipeline
 from core.leader import Lease, holder_id
 from core.metrics import Metrics
 from core.registry import Registry
+from core.store.port import TelemetryStore
+from core.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +82,7 @@ class Adoption:
     client_id: str
     outcome: Outcome
     messages: int  # handed to the pipeline (stored, or refused and counted)
+    spooled_batches: int = 0  # moved from the departed worker's spool into our store
 
 
 class SessionKeeper:
@@ -85,6 +97,7 @@ class SessionKeeper:
         adopt_after_s: float,
         *,
         quiet_s: float = QUIET_S,
+        spools: tuple[TelemetryStore, Callable[[str], Path]] | None = None,
     ) -> None:
         self._registry = registry
         self._settings = settings
@@ -95,6 +108,7 @@ class SessionKeeper:
         self._own = Lease(registry, lease_name(settings.group, settings.client_id),
                           self._holder, adopt_after_s)  # fmt: skip
         self._quiet_s = quiet_s
+        self._spools = spools  # (our store, client id -> its spool file) on a shared data_dir
         self._failing = False
 
     @property
@@ -156,10 +170,42 @@ class SessionKeeper:
             end = outcome in (Outcome.ADOPTED, Outcome.EMPTY)
             await mqtt.stop(end_session=end)
         received = int(mqtt.handled)
+        moved = 0
+        if outcome in (Outcome.ADOPTED, Outcome.EMPTY):
+            try:
+                moved = await self._take_spool(client_id)
+            except Exception:  # its batches stay in its spool; retried if it is seen again
+                log.exception("spool of departed worker %s not taken over", client_id)
         await self._settle(lease, outcome)
         self._metrics.adoptions.labels(outcome.value).inc()
-        log.warning("MQTT session of %s: %s (%d messages)", client_id, outcome.value, received)
-        return Adoption(client_id, outcome, received)
+        log.warning("MQTT session of %s: %s (%d messages, %d spooled batches)", client_id,
+                    outcome.value, received, moved)  # fmt: skip
+        return Adoption(client_id, outcome, received, moved)
+
+    async def _take_spool(self, client_id: str) -> int:
+        """Move the departed worker's spool into our store, oldest batch first."""
+        if self._spools is None:
+            return 0
+        store, path_of = self._spools
+        path = path_of(client_id)
+        if not path.exists():
+            return 0
+        spool = Spool(path)
+        await asyncio.to_thread(spool.open)
+        moved = 0
+        try:
+            while (batch := await asyncio.to_thread(spool.oldest)) is not None:
+                batch_id, records = batch
+                await store.write(records)  # ours (or our spool) has it: then theirs drops it
+                await asyncio.to_thread(spool.remove, batch_id)
+                moved += 1
+            _pending, dead = await asyncio.to_thread(spool.depth)
+            if dead:
+                log.error("spool of %s keeps %d batches InfluxDB refused (%s, table dead)",
+                          client_id, dead, path)  # fmt: skip
+        finally:
+            await asyncio.to_thread(spool.close)
+        return moved
 
     async def _take(self, mqtt: MqttIngest, lease: Lease) -> Outcome:
         try:

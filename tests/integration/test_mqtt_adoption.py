@@ -24,11 +24,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core.ingest.adoption import Outcome, lease_name
 from core.ingest.mqtt import TOPICS
 from core.leader import Lease
-from core.records import METER_INDEX
+from core.records import METER_INDEX, Record
 from core.registry import Registry
 from core.registry.models import Lease as LeaseRow
-from core.service import Foyer, running
+from core.service import Foyer, running, worker_spool
 from core.settings import Settings
+from core.store.spool import Spool
 from tests.e2e.conftest import eventually, register
 from tests.servers import Mosquitto
 
@@ -208,3 +209,19 @@ async def test_a_session_the_broker_no_longer_has_is_found_empty(
         await eventually(lambda: adoptions(foyer, Outcome.EMPTY) == 1)
         assert lease_name(GROUP, "w9") not in lease_names(foyer)
     assert not await asyncio.to_thread(session_present, mosquitto, "w9")
+
+
+async def test_a_departed_workers_spool_on_the_shared_data_dir_is_taken_over(
+    departed: Settings, mosquitto: Mosquitto
+) -> None:
+    # w2 had acknowledged 2 batches into its spool during an InfluxDB outage, then died
+    spool = Spool(worker_spool(departed.data_dir, "w2"))
+    spool.open()
+    for first in (100, 103):
+        spool.append([Record(METER_INDEX, "m-1", (BASE + n) * 10**9, (("index_l", n),))
+                      for n in range(first, first + 3)])  # fmt: skip
+    async with running(departed) as foyer:
+        await eventually(lambda: adoptions(foyer, Outcome.ADOPTED) == 1, within=30)
+        assert await stored(foyer) == [*range(40), *range(100, 106)]
+    assert spool.depth() == (0, 0)
+    spool.close()
