@@ -132,6 +132,8 @@ async def running(settings: Settings) -> AsyncIterator[Foyer]:
             _ingestion(foyer, tasks)
         if parts.api or parts.jobs:
             _domains(foyer)
+            assert foyer.scoring is not None  # built by _domains
+            stack.push_async_callback(foyer.scoring.close)  # after the scheduler stops
         await _broker_accounts(foyer, stack)
         if parts.ingest:
             await _transports(foyer, stack)
@@ -194,7 +196,9 @@ def _domains(foyer: Foyer) -> None:
     foyer.care = CareService(
         registry, channel, status_callback=foyer.sms.status_callback(), store=store
     )
-    foyer.scoring = CareScoring(store, foyer.care, s.data_dir / "care-models")
+    foyer.scoring = CareScoring(
+        store, foyer.care, s.data_dir / "care-models", workers=s.care_score_workers
+    )
     foyer.billing = BillingService(registry, store)  # runs, invoices: registry + telemetry
 
 

@@ -7,7 +7,7 @@ import re
 import socket
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +38,7 @@ ENV = {
     "probe_bind": "FOYER_PROBE_BIND",
     "log_format": "FOYER_LOG_FORMAT",
     "scheduler_lease_s": "FOYER_SCHEDULER_LEASE_S",
+    "care_score_workers": "FOYER_CARE_SCORE_WORKERS",
     "mqtt_adopt_after_s": "FOYER_MQTT_ADOPT_AFTER_S",
 }
 
@@ -90,6 +91,10 @@ class Settings:
     # The scheduler lease's ttl (core/leader.py): a standby leads within about this long
     # after the leader dies, at its next try (every third of it) after a clean stop.
     scheduler_lease_s: float = 30.0
+    # Processes the care scoring pass runs its detectors in (alerts/scoring.py); 1 runs
+    # them in a thread of the scheduler itself. 100,000 households every 5 minutes
+    # need more than one core (docs/care.md, "Scale").
+    care_score_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     # An ingest worker silent this long (its session lease, core/ingest/adoption.py) has
     # its MQTT session adopted by another worker of its group: its queued readings are
     # stored and the broker stops giving it a share. Longer than a restart takes.
@@ -140,6 +145,8 @@ def _convert(key: str, raw: Any) -> Any:
         return Path(raw)
     if key in ("coap_allow_plain", "coap_dtls"):
         return _boolean(raw)
+    if key == "care_score_workers":
+        return _count(raw)
     if key in ("horizon_days", "scheduler_lease_s", "mqtt_adopt_after_s"):
         value = float(raw)
         if value <= 0:
@@ -152,6 +159,16 @@ def _convert(key: str, raw: Any) -> Any:
     if key in CHOICES and raw not in CHOICES[key]:
         raise ValueError(f"one of {', '.join(CHOICES[key])}, not {raw!r}")
     return raw
+
+
+def _count(raw: Any) -> int:
+    """A whole number >= 1, from TOML (int) or the environment (string)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise TypeError("must be a whole number")
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
 
 
 def _retention(raw: str) -> None:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import os
 import random
 import sys
 import tempfile
@@ -60,6 +62,7 @@ from core.registry.models import (
     Occupancy,
 )
 from core.service import CARE_SCORE_S
+from core.settings import Settings
 from core.store.influx import InfluxStore
 from device_sim import senior
 from tests.bench import machine
@@ -316,28 +319,54 @@ def pid_peak_rss_mb(pid: int | None) -> float | None:
     return None
 
 
+def workers_peak_rss_mb() -> list[float]:
+    """Peak RSS of each scoring process (care_score_workers > 1), since it started."""
+    peaks = (pid_peak_rss_mb(p.pid) for p in multiprocessing.active_children())
+    return sorted(p for p in peaks if p is not None)
+
+
 def alerts_by_kind(registry: Registry) -> dict[str, int]:
     with registry.reading() as s:
         rows = s.execute(select(Alert.kind, func.count()).group_by(Alert.kind)).all()
     return {str(kind): int(n) for kind, n in rows}
 
 
-async def time_passes(scoring_job: CareScoring, passes: int) -> list[dict[str, Any]]:
+def pid_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (here: influxd), from /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def time_passes(
+    scoring_job: CareScoring, passes: int, influxd: int | None = None
+) -> list[dict[str, Any]]:
     out = []
     for n in range(passes):
         reset_peak_rss()
         started = time.perf_counter()
         cpu = time.process_time()
+        server_cpu = pid_cpu_s(influxd)
         scored = await scoring_job.score_all(now_utc())
         wall = time.perf_counter() - started
+        server_after = pid_cpu_s(influxd)
         out.append({
             "pass": n + 1,
             "scored": scored,
             "wall_s": round(wall, 2),
             "cpu_s": round(time.process_time() - cpu, 2),
+            "influxd_cpu_s": (
+                round(server_after - server_cpu, 2)
+                if server_cpu is not None and server_after is not None else None
+            ),
             "households_per_s": round(scored / wall, 1) if wall else None,
             "share_of_interval": round(wall / CARE_SCORE_S, 3),
             "peak_rss_mb": peak_rss_mb(),
+            "workers_peak_rss_mb": workers_peak_rss_mb(),
         })  # fmt: skip
         print(f"  care pass {n + 1}: {json.dumps(out[-1])}", file=sys.stderr, flush=True)
     return out
@@ -345,7 +374,7 @@ async def time_passes(scoring_job: CareScoring, passes: int) -> list[dict[str, A
 
 async def run_care_case(
     work: Path, households: int, *, personas: int = 200, passes: int = 2, seed: int = 1,
-    registry_url: str | None = None,
+    registry_url: str | None = None, workers: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     pool = persona_pool(min(personas, households), seed)
@@ -365,13 +394,17 @@ async def run_care_case(
         print(f"  care bench built in {build_s:.0f} s: {points} points", file=sys.stderr)
         await store.open()
         care = CareService(registry, OutboxChannel(work / "outbox.jsonl"))
-        job = CareScoring(store, care, work / "care-models")
-        timed = await time_passes(job, passes)
+        job = CareScoring(store, care, work / "care-models", workers=workers)
+        try:
+            timed = await time_passes(job, passes, influx.proc.pid if influx.proc else None)
+        finally:
+            await job.close()
         train_each = sum(p.train_s for p in pool) / len(pool)
         first = timed[0]
         return {
             "case": "care_scoring",
             "households": households,
+            "workers": workers,
             "personas": len(pool),
             "frames_15min": sum(p.interval_s == 900 for p in pool),
             "points": points,
@@ -426,6 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=2, help="scoring passes timed")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--postgres", action="store_true", help="registry on PostgreSQL")
+    parser.add_argument(
+        "--workers", type=int, default=Settings().care_score_workers,
+        help="scoring processes (care_score_workers; default: the service's, one per core)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=Path("bench-care.json"))
     args = parser.parse_args(argv)
     pg = PostgreSQL() if args.postgres else None
@@ -437,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="foyer-carebench-") as tmp:
             result = asyncio.run(run_care_case(
                 Path(tmp), args.households, personas=args.personas, passes=args.passes,
-                seed=args.seed, registry_url=url))  # fmt: skip
+                seed=args.seed, registry_url=url, workers=args.workers))  # fmt: skip
     finally:
         if pg is not None:
             pg.stop()

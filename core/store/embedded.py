@@ -9,8 +9,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from core.errors import StoreUnavailable
 from core.records import FieldValue, Record
+from core.store.port import Columns
 
 SQL_VARIABLES = 500  # device ids per statement, well under SQLite's limit (999 before 3.32)
 
@@ -133,6 +136,46 @@ class EmbeddedStore:
         with self._lock:
             rows = self._connection().execute(sql, (measurement, *ids, start_ns, end_ns))
             return [_record(measurement, *row) for row in rows.fetchall()]
+
+    async def query_columns(
+        self, measurement: str, device_ids: Sequence[str], field: str, start_ns: int, end_ns: int
+    ) -> dict[str, Columns]:
+        return await asyncio.to_thread(
+            self._query_columns, measurement, device_ids, field, start_ns, end_ns
+        )
+
+    def _query_columns(
+        self, measurement: str, device_ids: Sequence[str], field: str, start_ns: int, end_ns: int
+    ) -> dict[str, Columns]:
+        points: dict[str, tuple[list[int], list[float]]] = {}
+        ids = list(dict.fromkeys(device_ids))
+        for i in range(0, len(ids), SQL_VARIABLES):  # SQLite's bound-variable limit
+            for device_id, time_ns, text in self._field_rows(
+                measurement, ids[i : i + SQL_VARIABLES], start_ns, end_ns
+            ):
+                value = dict(json.loads(text)).get(field)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    times, values = points.setdefault(device_id, ([], []))
+                    times.append(time_ns)
+                    values.append(value)
+        return {
+            d: Columns(np.array(t, dtype=np.int64), np.array(v, dtype=np.float64))
+            for d, (t, v) in points.items()
+        }
+
+    def _field_rows(
+        self, measurement: str, ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[tuple[str, int, str]]:
+        # one series per device and no tags (InfluxDB's GROUP BY device_id), by time
+        marks = ",".join("?" * len(ids))
+        sql = (
+            "SELECT device_id, time_ns, fields FROM points WHERE measurement = ?"  # noqa: S608
+            f" AND device_id IN ({marks}) AND time_ns >= ? AND time_ns < ?"
+            " ORDER BY device_id, time_ns"
+        )
+        with self._lock:
+            rows = self._connection().execute(sql, (measurement, *ids, start_ns, end_ns))
+            return rows.fetchall()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+import numpy as np
 
 from core.records import Record
+
+
+class Columns(NamedTuple):
+    """One device's values of one numeric field, oldest first (a columnar read)."""
+
+    time_ns: np.ndarray  # int64, oldest first
+    values: np.ndarray  # float64, same length
 
 
 class TelemetryStore(Protocol):
@@ -33,6 +42,16 @@ class TelemetryStore(Protocol):
 
         One read for many devices (the care scoring job reads its households' meters a
         few hundred at a time, rather than one query per meter every five minutes).
+        """
+
+    async def query_columns(
+        self, measurement: str, device_ids: Sequence[str], field: str, start_ns: int, end_ns: int
+    ) -> Mapping[str, Columns]:
+        """One numeric field of any of these devices in [start_ns, end_ns), as arrays.
+
+        Keyed by device; a device with no such point is absent. Points without the
+        field, or whose value is not a number, are left out. The care scoring job reads
+        100,000 meters every five minutes (issue 6): arrays, not a Record per point.
         """
 
     async def close(self) -> None: ...

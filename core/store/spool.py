@@ -12,12 +12,12 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.errors import StoreRejected, StoreUnavailable
 from core.records import Record
-from core.store.port import TelemetryStore
+from core.store.port import Columns, TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ class SpoolingStore:
         self, measurement: str, device_ids: Sequence[str], start_ns: int, end_ns: int
     ) -> list[Record]:
         return await self._inner.query_many(measurement, device_ids, start_ns, end_ns)
+
+    async def query_columns(
+        self, measurement: str, device_ids: Sequence[str], field: str, start_ns: int, end_ns: int
+    ) -> Mapping[str, Columns]:
+        return await self._inner.query_columns(measurement, device_ids, field, start_ns, end_ns)
 
     async def run_replayer(self) -> None:
         """Owned by the service's task group; ends when `close` is called."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.records import BIN_EVENT, METER_INDEX, Record
@@ -112,3 +113,45 @@ async def test_query_many_answers_for_more_devices_than_one_statement_binds(
     got = await store.query_many(METER_INDEX, devices[::2], T0, T0 + 60 * 10**9)
     assert sorted(int(str(r.field("index_l"))) for r in got) == list(range(0, 1200, 2))
     assert [r.time_ns for r in got] == sorted(r.time_ns for r in got)
+
+
+async def test_query_columns_gives_each_named_device_its_field_as_arrays_by_time(
+    store: TelemetryStore,
+) -> None:
+    await store.write([index("m-2", 5, 50), index("m-1", 3, 12), index("m-1", 0, 10),
+                       index("m-3", 1, 99), index("m-'q", 2, 7), index("m-1", 60, 13)])  # fmt: skip
+    got = await store.query_columns(METER_INDEX, ["m-1", "m-2", "m-'q", "m-9"], "index_l",
+                                    T0, T0 + 60 * 10**9)  # fmt: skip
+    assert sorted(got) == ["m-'q", "m-1", "m-2"]  # m-3 not asked, m-9 has no point
+    assert got["m-1"].time_ns.tolist() == [T0, T0 + 3 * 10**9]  # half-open window
+    assert got["m-1"].values.tolist() == [10.0, 12.0]
+    assert (got["m-1"].time_ns.dtype, got["m-1"].values.dtype) == (
+        np.dtype("int64"),
+        np.dtype("float64"),
+    )
+    assert got["m-'q"].values.tolist() == [7.0]
+    assert await store.query_columns(METER_INDEX, [], "index_l", T0, T0 + 10**12) == {}
+
+
+async def test_query_columns_leaves_out_points_without_a_numeric_value_of_the_field(
+    store: TelemetryStore,
+) -> None:
+    lift = Record(
+        BIN_EVENT, "b-1", T0, (("source", "t-1"), ("weight_kg", 12.5)), (("kind", "lift"),)
+    )
+    bare = Record(BIN_EVENT, "b-1", T0 + 7, (("source", "b-1"),), (("kind", "lift"),))
+    await store.write([lift, bare])
+    got = await store.query_columns(BIN_EVENT, ["b-1"], "weight_kg", T0, T0 + 10**9)
+    assert got["b-1"].time_ns.tolist() == [T0]  # nanoseconds kept exactly, not via float
+    assert got["b-1"].values.tolist() == [12.5]
+    assert await store.query_columns(BIN_EVENT, ["b-1"], "source", T0, T0 + 10**9) == {}
+
+
+async def test_query_columns_answers_for_more_devices_than_one_statement_binds(
+    store: TelemetryStore,
+) -> None:
+    devices = [f"m-{n}" for n in range(1200)]
+    await store.write([index(d, n % 50, n) for n, d in enumerate(devices)])
+    got = await store.query_columns(METER_INDEX, devices[::2], "index_l", T0, T0 + 60 * 10**9)
+    assert sorted(got) == sorted(devices[::2])
+    assert all(got[d].values.tolist() == [float(int(d[2:]))] for d in got)
