@@ -88,8 +88,10 @@ def _store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _store_rollup(args: argparse.Namespace, settings: Settings) -> int:
     """After a repair of raw data, or a gap longer than the job's 2-day catch-up
     (docs/schema.md, "Downsampled water use")."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from core import rollup_job
-    from core.errors import StoreUnavailable
+    from core.errors import StoreRejected, StoreUnavailable
     from core.store.influx import InfluxStore
     from meters.rollup import PARIS
 
@@ -117,8 +119,8 @@ def _store_rollup(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         done = asyncio.run(go())
-    except StoreUnavailable as err:
-        print(f"foyer: store rollup: {err}", file=sys.stderr)
+    except (StoreUnavailable, StoreRejected, SQLAlchemyError) as err:
+        print(f"foyer: store rollup: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     for day_ns, meters, hours in done:
         day = datetime.fromtimestamp(day_ns / 10**9, PARIS).date()

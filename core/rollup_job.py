@@ -62,6 +62,10 @@ BASELINE_DAYS = 7
 CHUNK = 500  # meters per query: 500 x 72 hours fit easily in one /query answer
 BACKLOG_DAYS_PER_RUN = 7  # late days recomputed per run, oldest first; the rest next run
 LATE_FLUSH_S = 30  # ingest workers write the late days they saw this often
+# A reading is judged against the window of a run that may start this much later (the
+# next run is up to EVERY_S away, and may itself start late): a day on the edge is
+# marked, and recomputed once more, rather than missed.
+LATE_AHEAD_S = 2 * EVERY_S
 DAY_NS = 24 * HOUR_NS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -90,7 +94,16 @@ class LateDays:
         """After storage (core/ingest/pipeline.py): cheap, on the event loop."""
         times = [r.time_ns for r in records if r.measurement == METER_INDEX]
         if times:
-            self._days |= late_days(times, int(self._clock() * 1e9), RECENT_HOURS)
+            ahead = int((self._clock() + LATE_AHEAD_S) * 1e9)
+            self._days |= late_days(times, ahead, RECENT_HOURS)
+
+    async def close(self) -> None:
+        """At a clean stop, after the transports: the last days, or a log line."""
+        try:
+            await self.flush()
+        except Exception as err:  # noqa: BLE001 - shutting down: say what is lost, go on
+            log.warning("late days not written (%s): %s; `foyer store rollup` redoes them",
+                        type(err).__name__, sorted(self._days))  # fmt: skip
 
     async def flush(self) -> None:
         if not self._days:
@@ -121,11 +134,12 @@ def backlog(registry: Registry) -> list[tuple[int, datetime]]:
 
 
 def clear_backlog(registry: Registry, done: Sequence[tuple[int, datetime]]) -> None:
-    """Delete the rows recomputed, unless marked again since they were read."""
+    """Delete the rows recomputed, unless marked again since they were read (any new
+    mark, even one older by a worker's skewed clock, changes the value read)."""
     with registry.transaction() as session:
         for day, marked in done:
             session.execute(delete(RollupBacklog).where(
-                RollupBacklog.day == _at(day), RollupBacklog.marked_at <= marked))  # fmt: skip
+                RollupBacklog.day == _at(day), RollupBacklog.marked_at == marked))  # fmt: skip
 
 
 def schedule(store: TelemetryStore, registry: Registry, every: Callable[..., None]) -> None:

@@ -64,6 +64,10 @@ DIRECTORY_REFRESH_S = 10  # commissioning shows up within this, or at once on fi
 CARE_SCORE_S = 300  # every 5 minutes: the detector's delay is hours, its grid 15 minutes
 CARE_ESCALATE_S = 60  # escalation waits are 20 minutes and more
 LEASE_JOB = "scheduler-lease"  # renews the lease every ttl/3 (core/leader.py)
+SESSION_LEASE_JOB = "mqtt-session-lease"  # an ingest worker's own (core/ingest/adoption.py)
+# Renewals run however late: skipped after a stall of the event loop, a lease would run
+# out and a live leader be replaced, or a live worker's session be adopted.
+LATE_OK_JOBS = frozenset({LEASE_JOB, SESSION_LEASE_JOB})
 
 
 def build_rules() -> Mapping[str, RecordRule]:
@@ -180,6 +184,8 @@ def _ingestion(foyer: Foyer, tasks: set[asyncio.Task[None]]) -> None:
     horizon_s = foyer.settings.horizon_days * 86400
     if rollup_job.influx_of(foyer.store) is not None:  # the embedded store has no roll-up
         foyer.late_days = rollup_job.LateDays(foyer.registry)
+        if isinstance(foyer.store, SpoolingStore):  # replayed after an outage: maybe late
+            foyer.store.on_replayed = foyer.late_days.note
     foyer.pipeline = Pipeline(foyer.directory, build_rules(), writer, foyer.metrics, horizon_s,
                               foyer.late_days.note if foyer.late_days else None)  # fmt: skip
 
@@ -283,6 +289,8 @@ async def _broker_accounts(foyer: Foyer, stack: AsyncExitStack) -> None:
 async def _transports(foyer: Foyer, stack: AsyncExitStack) -> None:
     s, pipeline = foyer.settings, foyer.pipeline
     assert pipeline is not None and foyer.keys is not None  # built by _ingestion
+    if foyer.late_days is not None:  # LIFO: after the transports stored what was in hand
+        stack.push_async_callback(foyer.late_days.close)
     if s.mqtt_url:
         mqtt_settings = MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_group)
         foyer.sessions = SessionKeeper(
@@ -365,7 +373,9 @@ async def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
 
     def every(func: Any, seconds: float, job_id: str, *, now: bool = False) -> None:
         # APScheduler 3 reads next_run_time=None as "paused": pass it only to run at once.
-        first = {"next_run_time": start} if now else {}
+        first: dict[str, Any] = {"next_run_time": start} if now else {}
+        if job_id in LATE_OK_JOBS:
+            first["misfire_grace_time"] = None  # late, never skipped (the default: 1 s)
         scheduler.add_job(
             func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **first
         )
@@ -397,7 +407,7 @@ def _local_jobs(foyer: Foyer, every: Callable[..., None]) -> None:
     if foyer.late_days is not None:
         every(foyer.late_days.flush, rollup_job.LATE_FLUSH_S, "rollup-late-days")
     if foyer.sessions is not None:  # every worker: the group's sessions (core/ingest/adoption.py)
-        every(foyer.sessions.heartbeat, foyer.sessions.every_s, "mqtt-session-lease")
+        every(foyer.sessions.heartbeat, foyer.sessions.every_s, SESSION_LEASE_JOB)
         every(foyer.sessions.adopt_departed, foyer.sessions.every_s, "mqtt-adoption")
 
 

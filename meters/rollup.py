@@ -77,11 +77,12 @@ def next_paris_day(day_ns: int) -> int:
     return paris_day_start(day_ns + 25 * HOUR_NS)
 
 
-def late_days(times_ns: Iterable[int], now_ns: int, recent_hours: int) -> set[int]:
-    """The Paris days (their midnights) of readings stored at `now_ns` that the next
-    roll-up run will not recompute: it covers the whole days holding the last
-    `recent_hours` closed hours, so a reading before the first of those days is late."""
-    covered_from = paris_day_start(hour_start(now_ns) - recent_hours * HOUR_NS)
+def late_days(times_ns: Iterable[int], run_ns: int, recent_hours: int) -> set[int]:
+    """The Paris days (their midnights) of readings that a roll-up run at `run_ns` would
+    not recompute: it covers the whole days holding the last `recent_hours` closed
+    hours, so a reading before the first of those days is late. Callers pass the latest
+    time the next run may start (core/rollup_job.py, LATE_AHEAD_S)."""
+    covered_from = paris_day_start(hour_start(run_ns) - recent_hours * HOUR_NS)
     return {paris_day_start(t) for t in times_ns if t < covered_from}
 
 

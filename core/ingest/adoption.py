@@ -168,11 +168,14 @@ class SessionKeeper:
             log.exception("adoption of %s failed; retried at the next check", client_id)
         finally:
             end = outcome in (Outcome.ADOPTED, Outcome.EMPTY)
-            await mqtt.stop(end_session=end)
+            if not await mqtt.stop(end_session=end) and outcome is Outcome.ADOPTED:
+                outcome = Outcome.FAILED  # kept: something came in at the very end
         received = int(mqtt.handled)
         moved = 0
         if outcome in (Outcome.ADOPTED, Outcome.EMPTY):
             try:
+                # the lease again before the spool: the move may take a while
+                await asyncio.to_thread(lease.try_acquire_or_renew)
                 moved = await self._take_spool(client_id)
             except Exception:  # its batches stay in its spool; retried if it is seen again
                 log.exception("spool of departed worker %s not taken over", client_id)
@@ -197,6 +200,7 @@ class SessionKeeper:
             while (batch := await asyncio.to_thread(spool.oldest)) is not None:
                 batch_id, records = batch
                 await store.write(records)  # ours (or our spool) has it: then theirs drops it
+                self._pipeline.note_stored(records)  # e.g. days for the water roll-up
                 await asyncio.to_thread(spool.remove, batch_id)
                 moved += 1
             _pending, dead = await asyncio.to_thread(spool.depth)
@@ -214,13 +218,18 @@ class SessionKeeper:
             return Outcome.FAILED
         if not mqtt.session_present:
             return Outcome.EMPTY
+        try:
+            await asyncio.wait_for(mqtt.unsubscribed.wait(), CONNECT_S)
+        except TimeoutError:
+            return Outcome.FAILED
         started = renewed = time.monotonic()
         while time.monotonic() - started < MAX_ADOPTION_S:
             await asyncio.sleep(0.2)
             if mqtt.ended is not None:
                 return await self._why_ended(mqtt, lease)
             if mqtt.idle() and time.monotonic() - mqtt.last_message >= self._quiet_s:
-                return Outcome.ADOPTED
+                # a message not stored (and so not acked) must not go with the session
+                return Outcome.ADOPTED if mqtt.skipped == 0 else Outcome.FAILED
             if time.monotonic() - renewed >= self.every_s:
                 renewed = time.monotonic()
                 if not await asyncio.to_thread(lease.try_acquire_or_renew):

@@ -3,8 +3,10 @@
 MQTT 5, QoS 1, persistent session (clean_start=False + session expiry) and a shared
 subscription so several workers split the load. Acks are manual and sent only once
 the message's records are durably stored, in the order the messages arrived
-(MQTT 5 §4.6); a message we could not store is left unacked and the session is
-reconnected so the broker redelivers it.
+(MQTT 5 §4.6). A message the store cannot take yet (the write queue is full, the
+spool's disk failed) is retried in hand, unacked, with backoff: MQTT 5 §4.4 has the
+broker redeliver only on a new connection, so dropping it would leave it waiting
+for one. On a stop or a lost connection it is left unacked for the next connection.
 
 A stop finishes what is in hand (stored, then acked) and leaves the rest queued in
 the session for the next start. A worker that does not come back is adopted
@@ -45,6 +47,7 @@ RECEIVE_MAXIMUM = 10000
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our queue through a week-long outage
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0  # a message the store could not take yet
 # A stop waits this long for the messages in hand to be stored and acked; past it,
 # they stay unacked in the session and are redelivered (systemd and Kubernetes give
 # 30 s between SIGTERM and SIGKILL: deploy/).
@@ -92,11 +95,13 @@ class MqttIngest:
         self._closing = False
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()  # set once the broker granted our subscriptions
+        self.unsubscribed = asyncio.Event()  # adopt: the broker routes nothing new to us
         self.session_present: bool | None = None  # as the broker said at the last CONNACK
         self.ended: str | None = None  # adopt mode: why the connection ended
         self.ended_by_takeover = False  # ... because a client with our id connected
         self.last_message = time.monotonic()
         self.handled = 0  # messages handed to the pipeline
+        self.skipped = 0  # messages left unacked (not stored): an adoption must not end
 
     @property
     def settings(self) -> MqttSettings:
@@ -110,6 +115,9 @@ class MqttIngest:
             client_id=self._settings.client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            # adopt: once the connection ends (the owner took its session back, or the
+            # broker went away) this adoption is over; the next check tries again.
+            reconnect_on_failure=not self._adopt,
         )
         if url.username:
             client.username_pw_set(url.username, url.password)
@@ -118,6 +126,7 @@ class MqttIngest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -128,16 +137,20 @@ class MqttIngest:
         client.loop_start()
         self._client = client
 
-    async def stop(self, *, drain_s: float = STOP_DRAIN_S, end_session: bool = False) -> None:
+    async def stop(self, *, drain_s: float = STOP_DRAIN_S, end_session: bool = False) -> bool:
         """Take no new message, store and ack those in hand (up to `drain_s`), then
         disconnect. The session stays on the broker, with whatever it still queues for
-        us, unless `end_session` (adoption: its queue has been taken)."""
+        us, unless `end_session` (adoption: its queue has been taken) and nothing is
+        left in hand unacked; returns whether the session was ended."""
         self._closing = True
         if self._tasks:
             _done, late = await asyncio.wait(set(self._tasks), timeout=drain_s)
             if late:
                 log.warning("MQTT stop: %d messages not stored within %.0f s; the broker "
                             "redelivers them", len(late), drain_s)  # fmt: skip
+        if end_session and not (self.idle() and self.skipped == 0):
+            log.warning("MQTT session kept: messages came in or were not stored at the end")
+            end_session = False
         if self._client is not None:
             props = None
             if end_session:  # MQTT 5 §3.14.2.2.2: expiry 0 at DISCONNECT ends the session
@@ -147,6 +160,7 @@ class MqttIngest:
             await asyncio.to_thread(self._client.loop_stop)
         for task in list(self._tasks):
             task.cancel()
+        return end_session and self._client is not None
 
     def idle(self) -> bool:
         """Nothing in hand: no message waiting, being stored, or unacked by us."""
@@ -180,9 +194,14 @@ class MqttIngest:
         else:
             log.error("MQTT broker refused our subscriptions: %s", codes)
 
-    def _on_disconnect(self, c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        if self._adopt:
-            c.disconnect()  # no reconnect: e.g. "Session taken over", its owner is back
+    def _on_unsubscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
+        self._call(self._unsubscribed)
+
+    def _unsubscribed(self) -> None:
+        self.last_message = time.monotonic()  # what was queued comes after the UNSUBACK
+        self.unsubscribed.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         # MQTT 5 §3.14.2.1: 0x8E, another connection with this client id took the session
         # (Mosquitto 2.0.11 just closes the socket: adoption.py also asks the lease)
         with self._inbox_lock:
@@ -255,24 +274,43 @@ class MqttIngest:
             raw = None
         try:
             if raw is not None:
-                await self._pipeline.handle(raw)
+                await self._store(raw, entry)
             entry.state = "ack"
         except Refused:
             entry.state = "ack"  # refused and counted; redelivery would not change that
         except StoreUnavailable:
-            # Left unacked: the broker redelivers it on our next connection.
-            self._metrics.unavailable.labels("mqtt").inc()
-            entry.state = "skip"
+            entry.state = "skip"  # stopping or reconnected: redelivered on the next connection
         except Exception:
             log.exception("unexpected error on MQTT message %s", message.topic)
             entry.state = "skip"
+        if entry.state == "skip":
+            self.skipped += 1
         self._ack_in_order()
 
+    async def _store(self, raw: RawMessage, entry: _Inflight) -> None:
+        """The pipeline, retried with backoff while the store cannot take it yet."""
+        delay, first = RETRY_MIN_S, True
+        while True:
+            try:
+                await self._pipeline.handle(raw, count=first)
+                return
+            except StoreUnavailable:
+                self._metrics.unavailable.labels("mqtt").inc()
+                if self._closing or entry.generation != self._current():
+                    raise
+            await asyncio.sleep(delay)  # backoff before a retry, not a wait for a result
+            delay, first = min(delay * 2, RETRY_MAX_S), False
+
+    def _current(self) -> int:
+        """paho's connection number: the event loop's view of it may lag a reconnect."""
+        with self._inbox_lock:
+            return self._connection
+
     def _ack_in_order(self) -> None:
-        client = self._client
+        client, current = self._client, self._current()
         while self._inflight and self._inflight[0].state != "pending":
             entry = self._inflight.popleft()
-            if entry.state == "ack" and entry.generation == self._generation and client:
+            if entry.state == "ack" and entry.generation == current and client:
                 client.ack(entry.mid, 1)
 
 

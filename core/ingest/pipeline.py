@@ -45,17 +45,23 @@ class Pipeline:
         self._metrics = metrics
         self._horizon_s = horizon_s
 
-    async def handle(self, msg: RawMessage) -> Outcome:
-        """Store a message's records; raise Refused (counted) or StoreUnavailable."""
+    async def handle(self, msg: RawMessage, *, count: bool = True) -> Outcome:
+        """Store a message's records; raise Refused (counted) or StoreUnavailable.
+        `count` False: a retry of a message already counted as received."""
         with bound_device(msg.device_id):  # each log line of this message names its device
-            self._metrics.received.labels(msg.transport).inc()
+            if count:
+                self._metrics.received.labels(msg.transport).inc()
             accepted = await self._interpret(msg)
             self._metrics.queue_depth.set(self._writer.depth)
             await self._writer.submit(accepted.records)
             self._account(msg, accepted)
-            if self._after_store is not None:
-                self._after_store(accepted.records)
+            self.note_stored(accepted.records)
         return Outcome(len(accepted.records), accepted.ignored, sum(accepted.dropped.values()))
+
+    def note_stored(self, records: Sequence[Record]) -> None:
+        """Records stored past the pipeline too (an adopted spool, core/ingest/adoption.py)."""
+        if self._after_store is not None:
+            self._after_store(records)
 
     async def _interpret(self, msg: RawMessage) -> Accepted:
         try:

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from core.errors import StoreRejected, StoreUnavailable
@@ -109,6 +109,8 @@ class SpoolingStore:
         self._outage_logged = False
         self.replayed_batches = 0
         self.spooled_batches = 0
+        # Told of each batch replayed: the water roll-up's late days (core/rollup_job.py)
+        self.on_replayed: Callable[[Sequence[Record]], None] = lambda _records: None
 
     @property
     def pending(self) -> int:
@@ -192,6 +194,7 @@ class SpoolingStore:
         else:
             await asyncio.to_thread(self._spool.remove, batch_id)
             self.replayed_batches += 1
+            self.on_replayed(records)
         self._pending = max(self._pending - 1, 0)
         return True
 

@@ -86,6 +86,12 @@ def test_expired_lists_the_run_out_leases_under_a_prefix_only(registry: Registry
     assert Lease.expired(registry, "mqtt/g/", at(5)) == []
 
 
+def test_expired_uses_the_database_clock_without_a_time(registry: Registry) -> None:
+    assert lease(registry, "a", "mqtt/g/w1").try_acquire_or_renew(at(0))  # 2025: long gone
+    assert lease(registry, "b", "mqtt/g/w2").try_acquire_or_renew()  # now: alive
+    assert Lease.expired(registry, "mqtt/g/") == ["mqtt/g/w1"]
+
+
 def test_a_lease_name_may_hold_a_long_mqtt_client_id(registry: Registry) -> None:
     name = "mqtt/foyer/" + "w" * 200  # migration 0010: 255 characters, PostgreSQL enforces it
     assert lease(registry, "a", name).try_acquire_or_renew(at(0))

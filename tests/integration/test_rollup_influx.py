@@ -334,6 +334,30 @@ async def _query(url: str, db: str) -> set[tuple[Any, ...]]:
     return {(dict(p)["commune"], dict(p)["litres"], dict(p)["meters"]) for p in points}
 
 
+def test_a_reading_of_yesterday_stored_just_before_the_window_moves_on_is_marked(
+    registry: Registry,
+) -> None:
+    # 05:55 Paris: the run at 06:00 or 06:05 covers from today's midnight, not yesterday's
+    day = paris_day_start(D + 36 * H)  # a day after D
+    at = datetime.fromtimestamp((day + 5 * H + 55 * M) / 10**9, UTC).astimezone(PARIS)
+    yesterday = paris_day_start(day - H)
+    late = rollup_job.LateDays(registry, clock=at.timestamp)
+    late.note([_index("m-1", day - 2 * H, 1)])
+    asyncio.run(late.flush())
+    assert [d for d, _ in rollup_job.backlog(registry)] == [yesterday]
+
+
+def test_a_day_marked_again_by_a_worker_with_a_slower_clock_stays_in_the_backlog(
+    registry: Registry,
+) -> None:
+    first = datetime(2026, 1, 15, 10, tzinfo=UTC)
+    rollup_job.mark_backlog(registry, {D}, first.timestamp())
+    read = rollup_job.backlog(registry)
+    rollup_job.mark_backlog(registry, {D}, (first - timedelta(seconds=60)).timestamp())
+    rollup_job.clear_backlog(registry, read)
+    assert rollup_job.backlog(registry) == [(D, first - timedelta(seconds=60))]
+
+
 async def test_a_day_marked_again_while_a_run_recomputed_it_stays_in_the_backlog(
     registry: Registry,
 ) -> None:

@@ -30,6 +30,8 @@ async def test_outage_spools_then_replays_in_order(
     influx = InfluxStore(influxdb.url, influx_db)
     await influx.open()
     store = SpoolingStore(influx, Spool(tmp_path / "spool.sqlite"))
+    replayed: list[list[Record]] = []
+    store.on_replayed = lambda records: replayed.append(list(records))  # e.g. the roll-up
     await store.open()
     replayer = asyncio.create_task(store.run_replayer())
     try:
@@ -47,6 +49,7 @@ async def test_outage_spools_then_replays_in_order(
         await wait_until(drained)
         got = await influx.query(METER_INDEX, "m-1", T0, T0 + 10 * 10**9)
         assert [r.field("index_l") for r in got] == [100, 201, 300]
+        assert replayed == [[rec(1, 200)], [rec(1, 201), rec(2, 300)]]  # not the direct write
     finally:
         replayer.cancel()
         await store.close()
