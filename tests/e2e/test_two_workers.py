@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +160,24 @@ class Publisher:
         self.client.loop_stop()
 
 
+async def stream_with(
+    mosquitto: Mosquitto, a: Worker, b: Worker, mid_stream: Callable[[], None]
+) -> list[int]:
+    """The steady stream; `mid_stream` once both workers store part of it (the broker
+    splits the shared subscription). Returns the readings the broker acknowledged."""
+    publisher = Publisher(mosquitto)
+    try:
+        stream = asyncio.create_task(publisher.stream(TOTAL, RATE))
+        await eventually(lambda: a.stored() >= 100 and b.stored() >= 100, within=30)
+        assert not stream.done(), "the stream ended before the kill: raise TOTAL"
+        mid_stream()
+        await stream
+        await eventually(lambda: len(publisher.acknowledged()) == TOTAL, within=20)
+        return publisher.acknowledged()
+    finally:
+        publisher.close()
+
+
 async def test_two_ingest_workers_share_the_load_and_a_sigkill_loses_nothing(
     workers: tuple[Worker, Worker], influxdb: InfluxDB, influx_db: str, mosquitto: Mosquitto
 ) -> None:
@@ -167,19 +185,12 @@ async def test_two_ingest_workers_share_the_load_and_a_sigkill_loses_nothing(
     a.start()
     b.start()
     await eventually(lambda: a.ready() and b.ready(), within=30)  # connected and subscribed
-    publisher = Publisher(mosquitto)
-    try:
-        stream = asyncio.create_task(publisher.stream(TOTAL, RATE))
-        # Both store part of the stream: the broker splits the shared subscription.
-        await eventually(lambda: a.stored() >= 100 and b.stored() >= 100, within=30)
-        assert not stream.done(), "the stream ended before the kill: raise TOTAL"
+
+    def kill_and_restart() -> None:
         b.kill()  # mid-stream: its batches in flight, their acks never sent
         b.start()  # same client id: its persistent session (and spool) resume
-        await stream
-        await eventually(lambda: len(publisher.acknowledged()) == TOTAL, within=20)
-        acknowledged = publisher.acknowledged()
-    finally:
-        publisher.close()
+
+    acknowledged = await stream_with(mosquitto, a, b, kill_and_restart)
     await eventually(lambda: stored(influxdb, influx_db) == acknowledged, within=30)
     assert b.ready()
     for line in a.log.read_text().splitlines():  # FOYER_LOG_FORMAT=json: one object a line
@@ -199,16 +210,7 @@ async def test_a_worker_gone_for_good_has_its_session_adopted_and_loses_nothing(
         worker.env["FOYER_MQTT_ADOPT_AFTER_S"] = "4"  # production: 120
         worker.start()
     await eventually(lambda: a.ready() and b.ready(), within=30)
-    publisher = Publisher(mosquitto)
-    try:
-        stream = asyncio.create_task(publisher.stream(TOTAL, RATE))
-        await eventually(lambda: a.stored() >= 100 and b.stored() >= 100, within=30)
-        assert not stream.done(), "the stream ended before the stop: raise TOTAL"
-        b.kill(sig)  # and never restarted: the broker still gives its session a share
-        await stream
-        await eventually(lambda: len(publisher.acknowledged()) == TOTAL, within=20)
-        acknowledged = publisher.acknowledged()
-    finally:
-        publisher.close()
+    # b never restarted: the broker still gives its session a share
+    acknowledged = await stream_with(mosquitto, a, b, lambda: b.kill(sig))
     await eventually(lambda: stored(influxdb, influx_db) == acknowledged, within=60)
     assert a.sample("foyer_mqtt_adoptions_total", outcome="adopted") == 1
