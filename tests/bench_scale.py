@@ -1,9 +1,9 @@
 """Ingestion scale report (issue 6, "Load and soak"): `make bench-scale`.
 
-    python -m tests.bench_scale [--only workers|soak|catchup ...] [--all] [--json PATH]
+    python -m tests.bench_scale [--only workers|soak|adoption|catchup ...] [--all] [--json PATH]
 
 Real InfluxDB 1.x and Mosquitto on loopback (tests/servers.py), `foyer serve --role
-ingest` workers in their own processes, load generators in their own processes. Three
+ingest` workers in their own processes, load generators in their own processes. Four
 cases, each printed as a table row and written with the machine's figures to
 ./bench-scale.json:
 
@@ -15,7 +15,12 @@ cases, each printed as a table row and written with the machine's figures to
    the worker's RSS, write-queue depth, spool depth and ack latency. "flat" when the RSS
    slope over the second half is under BENCH_SOAK_FLAT_MB (MB per 10 minutes) and the
    queue never held more than one second of arrivals and nothing was spooled.
-3. catchup: InfluxDB stopped, BENCH_CATCHUP_READINGS readings published and acknowledged
+3. adoption: two workers on a steady stream (BENCH_ADOPT_RATE records/s for
+   BENCH_ADOPT_S), one SIGKILLed a quarter of the way in and never restarted; the
+   other adopts its MQTT session (FOYER_MQTT_ADOPT_AFTER_S = BENCH_ADOPT_AFTER_S,
+   core/ingest/adoption.py). Timed: from the kill until InfluxDB holds every reading the
+   broker acknowledged to the publishers; zero loss by counting.
+4. catchup: InfluxDB stopped, BENCH_CATCHUP_READINGS readings published and acknowledged
    into the worker's spool; InfluxDB started again on the same data dir; the replay timed
    until every reading is counted in InfluxDB.
 
@@ -26,7 +31,9 @@ Sizes (environment, or the matching option): BENCH_WORKERS ("1,2,4"),
 BENCH_WORKERS_MSGS (10000 packs per worker count), BENCH_PACK_RECORDS (24),
 BENCH_DEVICES (1000), BENCH_SCALE_PUBLISHERS (2), BENCH_SOAK_RATE (records/s; default
 half of the one-worker throughput measured in this run, else 6000), BENCH_SOAK_S (600),
-BENCH_SOAK_SAMPLE_S (10), BENCH_SOAK_FLAT_MB (5), BENCH_CATCHUP_READINGS (1000000).
+BENCH_SOAK_SAMPLE_S (10), BENCH_SOAK_FLAT_MB (5), BENCH_ADOPT_RATE (4000),
+BENCH_ADOPT_S (60), BENCH_ADOPT_AFTER_S (10; production: 120), BENCH_CATCHUP_READINGS
+(1000000).
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ from tests.bench_care import main as care_main
 from tests.bench_publisher import CONTENT_TYPE, mqtt_times, pack
 from tests.servers import InfluxDB, Mosquitto
 
-CASES = ("workers", "soak", "catchup")
+CASES = ("workers", "soak", "adoption", "catchup")
 DAY = 86400
 POLL_S = 0.2
 READY_S = 180.0  # after a flat-out case the broker and disk are still busy for a while
@@ -104,6 +111,9 @@ class Params:
     catchup_readings: int = field(
         default_factory=lambda: _env_int("BENCH_CATCHUP_READINGS", 1_000_000)
     )
+    adopt_rate: int = field(default_factory=lambda: _env_int("BENCH_ADOPT_RATE", 4000))
+    adopt_s: float = field(default_factory=lambda: _env_float("BENCH_ADOPT_S", 60))
+    adopt_after_s: float = field(default_factory=lambda: _env_float("BENCH_ADOPT_AFTER_S", 10))
 
 
 # --- machine -----------------------------------------------------------------------------
@@ -210,7 +220,9 @@ class Bench:
         path.mkdir()
         return path
 
-    def start_workers(self, name: str, db: str, count: int) -> list[IngestWorker]:
+    def start_workers(
+        self, name: str, db: str, count: int, extra_env: dict[str, str] | None = None
+    ) -> list[IngestWorker]:
         """`count` ingest workers of one group on database `db`, ready, warmed up."""
         casedir = self.case_dir(name)
         self.influx.create_database(db)
@@ -220,6 +232,7 @@ class Bench:
             "FOYER_INFLUX_DB": db,
             "FOYER_MQTT_URL": self.mosq.url,
             "FOYER_MQTT_GROUP": f"bench-{name}",
+            **(extra_env or {}),
         }
         # A client id per case: a persistent session keeps its subscriptions, so a "w0"
         # reused with another group would also still receive the previous case's group.
@@ -504,7 +517,63 @@ def _sample(t: float, w: IngestWorker, prev: Scrape, now: Scrape) -> dict[str, A
     }
 
 
-# --- 3. catch-up -------------------------------------------------------------------------
+# --- 3. adoption -------------------------------------------------------------------------
+def adoption_case(bench: Bench) -> dict[str, Any]:
+    p = bench.params
+    load_before = load_avg()
+    env = {"FOYER_MQTT_ADOPT_AFTER_S": str(p.adopt_after_s)}
+    workers = bench.start_workers("adoption", "bench_adoption", 2, env)
+    try:
+        row = _drive_adoption(bench, workers, p)
+    finally:
+        for w in workers:
+            w.stop()
+    return {"case": "adoption", "load_avg_before": load_before, **row}
+
+
+def _drive_adoption(bench: Bench, workers: list[IngestWorker], p: Params) -> dict[str, Any]:
+    survivor, victim = workers
+    msgs_per_s = p.adopt_rate / p.pack_records
+    messages = max(1, round(msgs_per_s * p.adopt_s))
+    total = messages * p.pack_records
+    base_s = int(time.time()) - 15 * DAY
+    span = (base_s, base_s + span_s(messages, p))
+    pub = publisher(bench.mosq.url, 0, messages, p, base_s, msgs_per_s)
+    time.sleep(p.adopt_s / 4)  # pacing: the kill lands a quarter of the way into the stream
+    if pub.poll() is not None or victim.proc is None:
+        raise RuntimeError("the stream ended before the kill")
+    victim.proc.kill()  # SIGKILL, never restarted: its session keeps getting a share
+    victim.proc.wait()
+    t_kill = time.monotonic()
+    pub_result = collect(pub, max(120.0, 4 * p.adopt_s))  # every PUBACK: all acknowledged
+    t_published = time.monotonic()
+    deadline_s = 10 * p.adopt_after_s + 300
+
+    def counted() -> bool:
+        return influx_count(bench.influx, "bench_adoption", *span) >= total
+
+    wait_until(counted, deadline_s, "every acknowledged reading in InfluxDB")
+    t_all = time.monotonic()
+    s = survivor.scrape()
+    in_influx = influx_count(bench.influx, "bench_adoption", *span)
+    return {
+        "rate_records_per_s": p.adopt_rate,
+        "duration_s": p.adopt_s,
+        "adopt_after_s": p.adopt_after_s,
+        "messages": messages,
+        "records": total,
+        "pubacks": pub_result["pubacks"],
+        "puback_failures": pub_result["puback_failures"],
+        "points_in_influxdb": in_influx,
+        "lost": total - in_influx,
+        "adopted": int(s.total("foyer_mqtt_adoptions_total")),
+        "stream_after_kill_s": round(t_published - t_kill, 1),
+        "all_stored_after_kill_s": round(t_all - t_kill, 1),
+        "all_stored_after_stream_s": round(t_all - t_published, 1),
+    }
+
+
+# --- 4. catch-up -------------------------------------------------------------------------
 def catchup_case(bench: Bench) -> dict[str, Any]:
     load_before = load_avg()
     (w,) = bench.start_workers("catchup", "bench_catchup", 1)
@@ -731,6 +800,11 @@ def report_row(r: dict[str, Any]) -> str:
                 f" MB, slope {r['rss_slope_second_half_mb_per_10min']} MB/10min, max queue"
                 f" {r['max_write_queue']}, ack p50/p99 {_ms(r['ack_latency_p50_s'])}/"
                 f"{_ms(r['ack_latency_p99_s'])}: {r['verdict']}")  # fmt: skip
+    if case == "adoption":
+        return (f"adoption   {r['records']} rec at {r['rate_records_per_s']} rec/s, one of 2"
+                f" workers SIGKILLed: all stored {r['all_stored_after_kill_s']} s after the kill"
+                f" ({r['all_stored_after_stream_s']} s after the stream; adopt after"
+                f" {r['adopt_after_s']} s), adopted {r['adopted']}, lost {r['lost']}")  # fmt: skip
     return (f"catchup    {r['readings']} readings spooled in {r['spool_phase_s']} s"
             f" ({r['spooling_records_per_s']} rec/s, {r['spool_mb_on_disk']} MB), replayed in"
             f" {r['replay_s']} s ({r['replay_records_per_s']} rec/s) after a retry wait of"
@@ -752,6 +826,7 @@ def run(params: Params, only: Sequence[str], json_path: Path) -> dict[str, Any]:
         "parameters": asdict(params),
         "workers": [],
         "soak": None,
+        "adoption": None,
         "catchup": None,
         "errors": [],
     }
@@ -788,6 +863,8 @@ def _cases(bench: Bench, only: Sequence[str], results: dict[str, Any]) -> None:
             steps.append((f"workers_{n}", functools.partial(workers_case, bench, n)))
     if "soak" in only:
         steps.append(("soak", lambda: soak_case(bench, results)))
+    if "adoption" in only:
+        steps.append(("adoption", lambda: adoption_case(bench)))
     if "catchup" in only:  # last: it stops and restarts InfluxDB
         steps.append(("catchup", lambda: catchup_case(bench)))
     for name, step in steps:

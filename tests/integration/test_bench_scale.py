@@ -19,10 +19,13 @@ TINY = Params(
     soak_sample_s=1.5,
     soak_flat_mb=5,
     catchup_readings=5000,
+    adopt_rate=1200,
+    adopt_s=16,
+    adopt_after_s=3,
 )
 
 
-def test_the_three_cases_lose_nothing_and_write_their_report(tmp_path: Path) -> None:
+def test_the_four_cases_lose_nothing_and_write_their_report(tmp_path: Path) -> None:
     out = tmp_path / "bench-scale.json"
     results = run(TINY, CASES, out)
 
@@ -45,6 +48,11 @@ def test_the_three_cases_lose_nothing_and_write_their_report(tmp_path: Path) -> 
     assert all(s["rss_mb"] > 0 for s in soak["samples"])
     assert soak["verdict"] in ("flat", "growing")
     assert soak["rss_slope_second_half_mb_per_10min"] is not None
+
+    adoption = results["adoption"]
+    assert adoption["lost"] == 0 and adoption["points_in_influxdb"] == adoption["records"]
+    assert adoption["adopted"] == 1  # the survivor took the killed worker's session
+    assert adoption["all_stored_after_kill_s"] >= adoption["stream_after_kill_s"]
 
     catchup = results["catchup"]
     assert catchup["lost"] == 0 and catchup["points_in_influxdb"] == catchup["readings"] >= 5000
