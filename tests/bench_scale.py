@@ -545,6 +545,10 @@ def _drive_adoption(bench: Bench, workers: list[IngestWorker], p: Params) -> dic
     victim.proc.kill()  # SIGKILL, never restarted: its session keeps getting a share
     victim.proc.wait()
     t_kill = time.monotonic()
+    # adopted: the victim's queue stored and its session ended (the survivor's counter)
+    wait_until(lambda: survivor.scrape().total("foyer_mqtt_adoptions_total") >= 1,
+               10 * p.adopt_after_s + 120, "the killed worker's session adopted")  # fmt: skip
+    t_adopted = time.monotonic()
     pub_result = collect(pub, max(120.0, 4 * p.adopt_s))  # every PUBACK: all acknowledged
     t_published = time.monotonic()
     deadline_s = 10 * p.adopt_after_s + 300
@@ -567,6 +571,7 @@ def _drive_adoption(bench: Bench, workers: list[IngestWorker], p: Params) -> dic
         "points_in_influxdb": in_influx,
         "lost": total - in_influx,
         "adopted": int(s.total("foyer_mqtt_adoptions_total")),
+        "adopted_after_kill_s": round(t_adopted - t_kill, 1),
         "stream_after_kill_s": round(t_published - t_kill, 1),
         "all_stored_after_kill_s": round(t_all - t_kill, 1),
         "all_stored_after_stream_s": round(t_all - t_published, 1),
@@ -802,7 +807,8 @@ def report_row(r: dict[str, Any]) -> str:
                 f"{_ms(r['ack_latency_p99_s'])}: {r['verdict']}")  # fmt: skip
     if case == "adoption":
         return (f"adoption   {r['records']} rec at {r['rate_records_per_s']} rec/s, one of 2"
-                f" workers SIGKILLed: all stored {r['all_stored_after_kill_s']} s after the kill"
+                f" workers SIGKILLed: its session adopted {r['adopted_after_kill_s']} s after the"
+                f" kill, all stored {r['all_stored_after_kill_s']} s after it"
                 f" ({r['all_stored_after_stream_s']} s after the stream; adopt after"
                 f" {r['adopt_after_s']} s), adopted {r['adopted']}, lost {r['lost']}")  # fmt: skip
     return (f"catchup    {r['readings']} readings spooled in {r['spool_phase_s']} s"
