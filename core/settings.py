@@ -94,7 +94,7 @@ class Settings:
     # Processes the care scoring pass runs its detectors in (alerts/scoring.py); 1 runs
     # them in a thread of the scheduler itself. 100,000 households every 5 minutes
     # need more than one core (docs/care.md, "Scale").
-    care_score_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    care_score_workers: int = field(default_factory=lambda: usable_cores())
     # An ingest worker silent this long (its session lease, core/ingest/adoption.py) has
     # its MQTT session adopted by another worker of its group: its queued readings are
     # stored and the broker stops giving it a share. Longer than a restart takes.
@@ -159,6 +159,20 @@ def _convert(key: str, raw: Any) -> Any:
     if key in CHOICES and raw not in CHOICES[key]:
         raise ValueError(f"one of {', '.join(CHOICES[key])}, not {raw!r}")
     return raw
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: its CPU affinity, and a cgroup v2 quota where one
+    is set (a container limited to 2 CPUs on a 32-core node must not start 32 scoring
+    processes: os.cpu_count() counts the node's)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores or 1, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota: the affinity decides
+    return max(1, cores or 1)
 
 
 def _count(raw: Any) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from core.settings import SettingsError, load, without_secret
+from core.settings import SettingsError, load, usable_cores, without_secret
 
 
 def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
@@ -49,3 +50,15 @@ def test_redacted_settings_hide_every_broker_and_database_password() -> None:
     shown = repr(settings.redacted())
     assert "pw1" not in shown and "pw2" not in shown and "pw3" not in shown
     assert "postgresql+psycopg://foyer:***@db:5432/foyer" in shown
+
+
+def test_scoring_processes_default_to_the_cores_a_cgroup_quota_allows(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: 2 processes, never more than affinity
+    assert usable_cores(cpu_max) == min(2, affinity)
+    cpu_max.write_text("max 100000\n")  # no quota: the affinity decides
+    assert usable_cores(cpu_max) == affinity
+    assert usable_cores(tmp_path / "absent") == affinity  # cgroup v1 or no cgroup
+    cpu_max.write_text("50000 100000\n")  # half a CPU: still one process
+    assert usable_cores(cpu_max) == 1
