@@ -120,6 +120,7 @@ class Foyer:
     http_app: web.Application | None = None
     scheduler: AsyncIOScheduler | None = None
     leader: Leader | None = None  # roles with jobs
+    runs: JobRuns = field(default_factory=lambda: JobRuns())  # a clean stop lets them finish
     coap_port: int | None = None
 
 
@@ -391,9 +392,49 @@ async def _scheduler(foyer: Foyer, stack: AsyncExitStack) -> None:
         await leader.renew()  # before start: a sole scheduler leads from its first runs
     if not scheduler.get_jobs():
         return
+    for job in scheduler.get_jobs():
+        job.modify(func=foyer.runs.track(job.func))
     scheduler.start()
-    stack.callback(scheduler.shutdown, wait=False)
+    stack.push_async_callback(_stop_scheduler, scheduler, foyer.runs)
     foyer.scheduler = scheduler
+
+
+async def _stop_scheduler(scheduler: AsyncIOScheduler, runs: JobRuns) -> None:
+    """A clean stop lets the runs under way finish (an escalation sending its SMS, a
+    roll-up writing): APScheduler's shutdown cancels them, mid-write."""
+    scheduler.pause()
+    await runs.finish(SHUTDOWN_DEADLINE_S)
+    scheduler.shutdown(wait=False)
+
+
+class JobRuns:
+    """The scheduled runs under way in this process."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def track(self, func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(func)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            task = asyncio.current_task()
+            assert task is not None  # APScheduler runs coroutine jobs as tasks
+            self._running.add(task)
+            try:
+                if inspect.iscoroutinefunction(func):
+                    return await func(*args, **kwargs)
+                return await asyncio.to_thread(func, *args, **kwargs)  # as APScheduler does
+            finally:
+                self._running.discard(task)
+
+        return run
+
+    async def finish(self, deadline_s: float) -> None:
+        if not self._running:
+            return
+        _done, late = await asyncio.wait(set(self._running), timeout=deadline_s)
+        if late:
+            log.warning("%d scheduled runs cut short by the stop after %.0f s", len(late),
+                        deadline_s)  # fmt: skip
 
 
 def _local_jobs(foyer: Foyer, every: Callable[..., None]) -> None:
@@ -479,8 +520,8 @@ def _on_leadership(
         return
     now = datetime.now(UTC)
     scheduler.add_job(
-        _on_lease(leader, _care_retrain), "date", run_date=now, args=[foyer.scoring, True],
-        id="care-retrain-catch-up", replace_existing=True,
+        foyer.runs.track(_on_lease(leader, _care_retrain)), "date", run_date=now,
+        args=[foyer.scoring, True], id="care-retrain-catch-up", replace_existing=True,
     )  # fmt: skip
     scheduler.modify_job("device-states", next_run_time=now)
 

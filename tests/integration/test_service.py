@@ -3,6 +3,7 @@ answer for its dependencies, and the stage counters move."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
@@ -166,3 +167,18 @@ def test_an_unknown_role_or_log_format_is_a_configuration_error(var: str, value:
     with pytest.raises(SettingsError, match="one of"):
         load(env={var: value})
     assert load(env={"FOYER_ROLE": "ingest", "FOYER_LOG_FORMAT": "json"}).role == "ingest"
+
+
+async def test_a_clean_stop_lets_a_scheduled_run_under_way_finish(tmp_path: Path) -> None:
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def slow_run() -> None:  # e.g. an escalation between its SMS and its record
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.set()
+
+    async with running(role_settings(tmp_path, "scheduler")) as foyer:
+        assert foyer.scheduler is not None
+        foyer.scheduler.add_job(foyer.runs.track(slow_run), "date", id="slow")
+        await asyncio.wait_for(started.wait(), 10)
+    assert finished.is_set()  # APScheduler's own shutdown would have cancelled it
