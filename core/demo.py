@@ -251,7 +251,10 @@ def _mosquitto() -> Iterator[str]:
         + ("user root\n" if os.geteuid() == 0 else "")
     )
     with (workdir / "mosquitto.log").open("ab") as log:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        # Its own session: Ctrl-C (SIGINT to the terminal's process group) stops Foyer,
+        # which then stops cleanly against a live broker; the broker goes last, below.
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
     try:
         _wait_port(port, proc)
         yield f"mqtt://127.0.0.1:{port}"
