@@ -22,6 +22,7 @@ MOVE_IN = {"tariff": "batzendorf-2013", "period": "2013-S1", "volume_l": 120}
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    # SQLite only: these routes are public, so the auth middleware never queries the registry.
     registry = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     registry.upgrade()
     own = tmp_path / "tariffs"

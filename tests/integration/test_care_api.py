@@ -1,4 +1,4 @@
-"""The care API on a real aiohttp app with the real login middleware and SQLite registry."""
+"""The care API on a real aiohttp app with the real login middleware, on each registry backend."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+def registry(registry_url: str) -> Iterator[Registry]:
+    reg = Registry(registry_url)
     reg.upgrade()
     reg.add_household("h1", name="Dupont", address="1 rue des Lilas")
     reg.add_household("h2")

@@ -1,5 +1,5 @@
 """SMS end to end: the real twilio library against a local Twilio stand-in, and Twilio's
-signed callbacks into Foyer's real aiohttp app over a real SQLite registry."""
+signed callbacks into Foyer's real aiohttp app over a real registry (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ class Stack:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+def registry(registry_url: str) -> Iterator[Registry]:
+    reg = Registry(registry_url)
     reg.upgrade()
     reg.add_household("h1", name="Dupont")
     yield reg

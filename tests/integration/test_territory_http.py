@@ -1,4 +1,4 @@
-"""Territory routes through a real aiohttp server over a real SQLite registry.
+"""Territory routes through a real aiohttp server over a real registry (SQLite, PostgreSQL).
 
 The staff login middleware is not under test here: a test-only middleware sets the
 acting username that the login middleware sets in production.
@@ -7,7 +7,6 @@ acting username that the login middleware sets in production.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +28,8 @@ async def acting_as(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+def registry(registry_url: str) -> Iterator[Registry]:
+    reg = Registry(registry_url)
     reg.upgrade()
     yield reg
     reg.close()
