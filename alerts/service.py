@@ -78,6 +78,9 @@ class AlertConflict(RegistryError):
     """An action the alert's state does not allow (e.g. acknowledging a resolved alert)."""
 
 
+_Rung = tuple[int, int]  # (alert id, its escalation level): the rung that could not be reached
+
+
 @dataclass(frozen=True)
 class _Outgoing:
     sms_id: int
@@ -262,12 +265,15 @@ class CareService:
 
     def _due(self, at: datetime) -> list[_Outgoing]:
         outgoing: list[_Outgoing] = []
-        with self.registry.transaction() as session:
+        # Locked: a webhook escalating the same alert (a failed delivery, a STOP) waits,
+        # then finds it moved on; on PostgreSQL FOR UPDATE re-checks the WHERE on the
+        # latest row, so an alert a webhook just escalated is no longer due here.
+        with self.registry.transaction(lock=True) as session:
             stmt = select(Alert).where(
                 Alert.status.in_((lifecycle.OPEN, lifecycle.NOTIFIED)),
                 Alert.next_escalation_at <= at,
             )
-            for alert in session.scalars(stmt.order_by(Alert.id)):
+            for alert in session.scalars(stmt.order_by(Alert.id).with_for_update()):
                 outgoing += self._escalate(session, alert, at, force=False)
         return outgoing
 
@@ -279,16 +285,20 @@ class CareService:
         plan = lifecycle.on_due(_state(alert), ladder, now, force=force)
         return [] if plan is None else _apply(session, alert, sub, ladder, plan, now)
 
-    async def _escalate_now(self, alert_id: int, reason: str) -> None:
+    async def _escalate_now(self, rung: _Rung, reason: str) -> None:
         """The current rung cannot be reached (failed delivery, STOP): ask the next one."""
-        outgoing = await asyncio.to_thread(self._escalate_one, alert_id, reason)
+        outgoing = await asyncio.to_thread(self._escalate_one, *rung, reason)
         await self._send_all(outgoing)
 
-    def _escalate_one(self, alert_id: int, reason: str) -> list[_Outgoing]:
+    def _escalate_one(self, alert_id: int, level: int, reason: str) -> list[_Outgoing]:
+        """Escalate past `level`, the rung that failed, unless the alert already moved on
+        (the escalation job, or another webhook, got there first): checked on the locked row."""
         now = self.now()
-        with self.registry.transaction() as session:
-            alert = session.get(Alert, alert_id)
+        with self.registry.transaction(lock=True) as session:
+            alert = session.get(Alert, alert_id, with_for_update=True)
             if alert is None or alert.status not in (lifecycle.OPEN, lifecycle.NOTIFIED):
+                return []
+            if alert.escalation_level != level:
                 return []
             _event(session, alert.id, now, reason, SYSTEM, {"level": alert.escalation_level})
             return self._escalate(session, alert, now, force=True)
@@ -302,7 +312,7 @@ class CareService:
             await self._escalate_now(failed_alert, "delivery_failed")
         return known
 
-    def _store_status(self, sid: str, status: str) -> tuple[bool, int | None]:
+    def _store_status(self, sid: str, status: str) -> tuple[bool, _Rung | None]:
         with self.registry.transaction() as session:
             sms = session.scalars(select(SmsMessage).where(SmsMessage.provider_sid == sid)).first()
             if sms is None:
@@ -311,7 +321,7 @@ class CareService:
             if status in FAILED_STATUSES and sms.alert_id is not None:
                 alert = session.get(Alert, sms.alert_id)
                 if alert is not None and _is_current_rung(session, alert, sms):
-                    return True, alert.id
+                    return True, (alert.id, alert.escalation_level)
             return True, None
 
     async def handle_inbound(
@@ -325,10 +335,10 @@ class CareService:
 
     def _inbound(
         self, from_phone: str, body: str, sid: str | None
-    ) -> tuple[str | None, int | None]:
+    ) -> tuple[str | None, _Rung | None]:
         now = self.now()
         command, days = parse_command(body)
-        escalate: int | None = None
+        escalate: _Rung | None = None
         with self.registry.transaction() as session:
             contacts = _contacts_by_phone(session, from_phone)
             inbound = _inbound_row(from_phone, body, sid, contacts, now)
@@ -504,7 +514,7 @@ class CareService:
         if current is not None:
             await self._escalate_now(current, "delivery_failed")
 
-    def _sent(self, sms_id: int, sid: str | None, status: str) -> int | None:
+    def _sent(self, sms_id: int, sid: str | None, status: str) -> _Rung | None:
         """Store the provider's answer; the alert id when its current rung failed."""
         with self.registry.transaction() as session:
             row = session.get(SmsMessage, sms_id)
@@ -514,7 +524,9 @@ class CareService:
             if status != "failed" or row.alert_id is None:
                 return None
             alert = session.get(Alert, row.alert_id)
-            return alert.id if alert and _is_current_rung(session, alert, row) else None
+            if alert and _is_current_rung(session, alert, row):
+                return alert.id, alert.escalation_level
+            return None
 
 
 # --- session helpers (module level so one transaction can compose them) ---------------
@@ -754,7 +766,7 @@ def _back_by_sms(
     return "back"
 
 
-def _stop_by_sms(session: Session, contact: CareContact, now: datetime) -> tuple[str, int | None]:
+def _stop_by_sms(session: Session, contact: CareContact, now: datetime) -> tuple[str, _Rung | None]:
     """STOP: no more SMS to this number; an alert waiting on them moves to the next rung."""
     if contact.opted_out_at is None:
         contact.opted_out_at = now
@@ -773,7 +785,7 @@ def _stop_by_sms(session: Session, contact: CareContact, now: datetime) -> tuple
             .limit(1)
         ).first()
         if last is not None and last.contact_id == contact.id:
-            waiting = alert.id
+            waiting = (alert.id, alert.escalation_level)
     return "stopped", waiting
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, select, update
+from sqlalchemy import Engine, create_engine, event, make_url, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -171,9 +171,18 @@ class Registry:
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One all-or-nothing unit of work; the registry's sub-services compose on it."""
+    def transaction(self, *, lock: bool = False) -> Iterator[Session]:
+        """One all-or-nothing unit of work; the registry's sub-services compose on it.
+
+        `lock`: the caller reads rows to decide what to write and another process may do
+        the same (an alert's escalation). On PostgreSQL it locks those rows itself
+        (SELECT ... FOR UPDATE); SQLite has no row locks, so the transaction takes the
+        database's write lock first (BEGIN IMMEDIATE): a second one waits, then reads
+        what the first wrote, instead of both reading the old state.
+        """
         with self._sessions() as session, session.begin():
+            if lock and session.get_bind().dialect.name == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
             yield session
 
     @contextmanager

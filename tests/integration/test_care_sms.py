@@ -3,6 +3,7 @@ signed callbacks into Foyer's real aiohttp app over a real registry (SQLite, Pos
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import update
 
 from alerts import http as care_http
 from alerts import lifecycle
@@ -21,6 +23,7 @@ from alerts.service import CareService
 from alerts.sms import INBOUND_PATH, OutboxChannel, SmsSettings, TwilioChannel, build_channel
 from core.http.auth import auth_middleware
 from core.registry import Registry
+from core.registry.models import CareContact
 from core.registry.people import People
 from tests.twilio_fake import FROM, FakeTwilio, free_port, running_fake
 
@@ -321,3 +324,28 @@ async def test_webhooks_are_refused_when_no_auth_token_is_configured(registry: R
         finally:
             await runner.cleanup()
     assert status == 403 and refused == ["not_configured"]
+
+
+@pytest.mark.parametrize("answer", ["undelivered", "STOP"])
+async def test_an_escalation_due_while_anne_fails_or_stops_moves_on_once(
+    stack: Stack, answer: str
+) -> None:
+    # The leader's escalation job (every minute) and a webhook (any API process) act on
+    # the same alert at the same moment: Bob must get one SMS, the alert go one step.
+    for _round in range(4):
+        [alert_id] = await stack.service.raise_findings([_inactivity()])
+        anne = stack.fake.sent[-1]
+        sent_before = len(stack.fake.sent)
+        later = datetime.now(UTC) + timedelta(hours=1)  # Anne's wait is over
+        webhook = (
+            stack.fake.deliver(anne, answer)
+            if answer == "undelivered"
+            else stack.fake.reply(stack.webhook, ANNE, "STOP")
+        )
+        await asyncio.gather(webhook, stack.service.escalate_due(later))
+        assert [m.to for m in stack.fake.sent[sent_before:]] == [BOB]
+        assert stack.alert(alert_id)["escalation_level"] == 2
+        await stack.service.resolve(alert_id, "care-1")
+        if answer == "STOP":  # Anne back on the list for the next round
+            with stack.registry.transaction() as s:
+                s.execute(update(CareContact).values(opted_out_at=None))
