@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core.registry import Registry
 from tests.servers import InfluxDB, Mosquitto, PostgreSQL, SecureMosquitto
 
 _db_counter = itertools.count()
@@ -91,3 +92,13 @@ def registry_url_for(request: pytest.FixtureRequest, backend: str, tmp_path: Pat
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty registry database, once per backend (SQLite file, PostgreSQL database)."""
     return registry_url_for(request, str(request.param), tmp_path)
+
+
+@pytest.fixture
+def registry(registry_url: str) -> Iterator[Registry]:
+    """A migrated, empty registry, once per backend; a module adds its rows by
+    overriding it (``def registry(registry: Registry)``)."""
+    reg = Registry(registry_url)
+    reg.upgrade()
+    yield reg
+    reg.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,11 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    reg = Registry(registry_url)
-    reg.upgrade()
-    reg.add_household("h1", name="Dupont", address="1 rue des Lilas")
-    reg.add_household("h2")
-    reg.add_device("m-1", "meter", household_id="h1")
-    yield reg
-    reg.close()
+def registry(registry: Registry) -> Registry:
+    registry.add_household("h1", name="Dupont", address="1 rue des Lilas")
+    registry.add_household("h2")
+    registry.add_device("m-1", "meter", household_id="h1")
+    return registry
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,12 +48,9 @@ class Stack:
 
 
 @pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    reg = Registry(registry_url)
-    reg.upgrade()
-    reg.add_household("h1", name="Dupont")
-    yield reg
-    reg.close()
+def registry(registry: Registry) -> Registry:
+    registry.add_household("h1", name="Dupont")
+    return registry
 
 
 @pytest.fixture

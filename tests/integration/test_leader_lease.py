@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,14 +18,6 @@ TTL_S = 30.0
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 RACERS = 8
 ROUNDS = 5
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    reg = Registry(registry_url)
-    reg.upgrade()
-    yield reg
-    reg.close()
 
 
 def lease(registry: Registry, holder: str, name: str = "scheduler") -> Lease:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,23 +49,6 @@ async def influx(influxdb: InfluxDB, influx_db: str) -> AsyncIterator[InfluxStor
     await store.open()
     yield store
     await store.close()
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
-    reg.upgrade()
-    yield reg
-    reg.close()
-
-
-@pytest.fixture
-def backlog_registry(registry_url: str) -> Iterator[Registry]:
-    """The roll-up backlog's own table on both backends (its upsert is per dialect)."""
-    reg = Registry(registry_url)
-    reg.upgrade()
-    yield reg
-    reg.close()
 
 
 async def _policies(store: InfluxStore, db: str) -> dict[str, tuple[str, bool]]:
@@ -314,13 +297,13 @@ async def test_readings_stored_after_their_day_was_rolled_up_are_rolled_up_at_th
 def test_the_cli_recomputes_whole_days_on_demand(
     influxdb: InfluxDB,
     influx_db: str,
-    tmp_path: Path,
+    registry_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("FOYER_INFLUX_URL", influxdb.url)
     monkeypatch.setenv("FOYER_INFLUX_DB", influx_db)
-    monkeypatch.setenv("FOYER_REGISTRY_URL", f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    monkeypatch.setenv("FOYER_REGISTRY_URL", registry_url)
     day = datetime.fromtimestamp(D / 10**9, PARIS).date()
     before = datetime.fromtimestamp(D_BEFORE / 10**9, PARIS).date()
     assert main(["store", "rollup", before.isoformat(), day.isoformat()]) == 0
@@ -344,9 +327,8 @@ async def _query(url: str, db: str) -> set[tuple[Any, ...]]:
 
 
 def test_a_reading_of_yesterday_stored_just_before_the_window_moves_on_is_marked(
-    backlog_registry: Registry,
+    registry: Registry,
 ) -> None:
-    registry = backlog_registry
     # 05:55 Paris: the run at 06:00 or 06:05 covers from today's midnight, not yesterday's
     day = paris_day_start(D + 36 * H)  # a day after D
     at = datetime.fromtimestamp((day + 5 * H + 55 * M) / 10**9, UTC).astimezone(PARIS)
@@ -357,28 +339,18 @@ def test_a_reading_of_yesterday_stored_just_before_the_window_moves_on_is_marked
     assert [d for d, _ in rollup_job.backlog(registry)] == [yesterday]
 
 
-def test_a_day_marked_again_by_a_worker_with_a_slower_clock_stays_in_the_backlog(
-    backlog_registry: Registry,
+@pytest.mark.parametrize(
+    "again_s", [30, -60], ids=["marked-again-later", "marked-again-by-a-slower-clock"]
+)
+def test_a_day_marked_again_while_a_run_recomputed_it_stays_in_the_backlog(
+    registry: Registry, again_s: int
 ) -> None:
-    registry = backlog_registry
     first = datetime(2026, 1, 15, 10, tzinfo=UTC)
     rollup_job.mark_backlog(registry, {D}, first.timestamp())
     read = rollup_job.backlog(registry)
-    rollup_job.mark_backlog(registry, {D}, (first - timedelta(seconds=60)).timestamp())
+    rollup_job.mark_backlog(registry, {D}, (first + timedelta(seconds=again_s)).timestamp())
     rollup_job.clear_backlog(registry, read)
-    assert rollup_job.backlog(registry) == [(D, first - timedelta(seconds=60))]
-
-
-async def test_a_day_marked_again_while_a_run_recomputed_it_stays_in_the_backlog(
-    backlog_registry: Registry,
-) -> None:
-    registry = backlog_registry
-    first = datetime(2026, 1, 15, 10, tzinfo=UTC)
-    rollup_job.mark_backlog(registry, {D}, first.timestamp())
-    read = rollup_job.backlog(registry)
-    rollup_job.mark_backlog(registry, {D}, (first + timedelta(seconds=30)).timestamp())
-    rollup_job.clear_backlog(registry, read)
-    assert rollup_job.backlog(registry) == [(D, first + timedelta(seconds=30))]
+    assert rollup_job.backlog(registry) == [(D, first + timedelta(seconds=again_s))]
 
 
 @pytest.mark.usefixtures("territory")

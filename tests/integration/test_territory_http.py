@@ -6,7 +6,7 @@ acting username that the login middleware sets in production.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,14 +25,6 @@ ACTOR = "billing-1"
 async def acting_as(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[ACTOR_KEY] = ACTOR
     return await handler(request)
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    reg = Registry(registry_url)
-    reg.upgrade()
-    yield reg
-    reg.close()
 
 
 @pytest.fixture
