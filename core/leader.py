@@ -35,11 +35,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import ColumnElement, Interval, case, delete, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.registry import Registry
 from core.registry.models import Lease as LeaseRow
+from core.registry.service import upsert_insert
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ class Lease:
         with self.registry.transaction() as session:
             dialect = session.get_bind().dialect.name
             start, expires = self._period(dialect, now)
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            stmt = insert(LeaseRow).values(
+            stmt = upsert_insert(session)(LeaseRow).values(
                 name=self.name,
                 holder=self.holder,
                 acquired_at=start,

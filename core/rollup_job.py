@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from core.records import METER_INDEX, Record
 from core.registry import Registry
 from core.registry.models import Binding, Device, Dwelling, RollupBacklog
+from core.registry.service import upsert_insert
 from core.store import rollup as io
 from core.store.influx import InfluxStore
 from core.store.port import TelemetryStore
@@ -120,9 +120,7 @@ def mark_backlog(registry: Registry, days: set[int], at: float) -> None:
     marked = datetime.fromtimestamp(at, UTC)
     rows = [{"day": _at(day), "marked_at": marked} for day in sorted(days)]
     with registry.transaction() as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(RollupBacklog).values(rows)
+        stmt = upsert_insert(session)(RollupBacklog).values(rows)
         again = {"marked_at": stmt.excluded.marked_at}  # marked again: recompute again
         session.execute(stmt.on_conflict_do_update(index_elements=[RollupBacklog.day], set_=again))
 
