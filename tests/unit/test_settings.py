@@ -24,6 +24,11 @@ def test_unknown_or_bad_settings_are_refused_by_name(tmp_path: Path) -> None:
         load(conf, {})
     with pytest.raises(SettingsError, match="horizon_days"):
         load(None, {"FOYER_HORIZON_DAYS": "-1"})
+    with pytest.raises(SettingsError, match="mqtt_adopt_after_s: must be positive"):
+        load(None, {"FOYER_MQTT_ADOPT_AFTER_S": "0"})
+    for bad in ("0", "two", "1.5"):
+        with pytest.raises(SettingsError, match="care_score_workers"):
+            load(None, {"FOYER_CARE_SCORE_WORKERS": bad})
 
 
 def test_broker_password_is_masked_in_logs() -> None:
